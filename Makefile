@@ -1,0 +1,40 @@
+# Quick start:  make run   (install + start the daemon on ./var, SQLite, Syncthing off)
+#               make test  (install everything + ruff, black --check, pytest with coverage)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= config/local.yaml
+
+.PHONY: install system-deps run test lint format bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+system-deps:
+	bash scripts/system-deps.sh
+
+run: install
+	$(BIN)/media-pipeline run -c $(CONFIG)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/black --check --line-length 88 .
+
+test: install system-deps lint
+	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=85
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/black --line-length 88 .
+
+bench: install system-deps
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/sort.py
+
+clean:
+	rm -rf $(VENV) var .coverage .coverage.* htmlcov

@@ -1,0 +1,1 @@
+"""The Media Pipeline process: CLI, configuration, wiring, watcher, scheduler, logging."""

@@ -1,0 +1,148 @@
+"""The `media-pipeline` command: run, check-config, status, trigger, --version."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from daemon import config as cfg
+from pipeline import __version__
+
+TRIGGERS = {
+    "dedup": ("POST", "/api/dedup/start"),
+    "batch": ("POST", "/api/batch/create"),
+    "sync": ("POST", "/api/sync/start"),
+    "sort": ("POST", "/api/sort/start"),
+    "cleanup": ("POST", "/api/cleanup/run"),
+}
+EXIT_CONFIG = 2
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="media-pipeline",
+        description="Inbox → dedup → batches → Syncthing → sorted library.",
+    )
+    p.add_argument("--version", action="version", version=f"media-pipeline {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    config_help = "config file (else $MEDIA_PIPELINE_CONFIG, else /etc/media-pipeline/config.yaml)"
+    for name, text in (
+        ("run", "run the daemon in the foreground"),
+        ("check-config", "validate the configuration"),
+        ("status", "counts by status, batches and recent errors"),
+        ("trigger", "ask the running daemon to start a job"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("-c", "--config", help=config_help)
+        if name == "status":
+            cmd.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "trigger":
+            cmd.add_argument("what", choices=sorted(TRIGGERS))
+    return p
+
+
+def load_or_exit(path: str | None) -> cfg.LoadedConfig:
+    try:
+        return cfg.load(path)
+    except cfg.ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    loaded = load_or_exit(args.config)
+    try:
+        cfg.ensure_folders(loaded.settings)
+    except cfg.ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
+    print("config OK")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from daemon.service import Service
+
+    loaded = load_or_exit(args.config)
+    try:
+        return Service(loaded).run()
+    except cfg.ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pipeline import status
+    from pipeline.db import open_database
+
+    loaded = load_or_exit(args.config)
+    db_path = loaded.settings.database.path
+    if not db_path.exists():
+        print(f"no database yet at {db_path} (the daemon has not run)", file=sys.stderr)
+        return 1
+    db = open_database(db_path, loaded.settings.database.busy_timeout_ms)
+    try:
+        data = status.summary()
+    finally:
+        db.close()
+    print(json.dumps(data, indent=2) if args.json else format_status(data))
+    return 0
+
+
+def format_status(data: dict[str, Any]) -> str:
+    lines = [f"files: {data['files']['total']}"]
+    lines += [f"  {k:<10} {v}" for k, v in data["files"]["by_status"].items() if v]
+    lines.append(f"near-duplicates flagged: {data['near_duplicates']}")
+    lines.append(f"batches: {data['batches']['total']}")
+    lines += [f"  {k:<10} {v}" for k, v in data["batches"]["by_status"].items() if v]
+    if data["recent_errors"]:
+        lines.append("recent errors:")
+        lines += [f"  #{e['file_id']} {e['path']}: {e['error']}" for e in data["recent_errors"]]
+    return "\n".join(lines)
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    settings = load_or_exit(args.config).settings
+    method, path = TRIGGERS[args.what]
+    host = settings.server.host if settings.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    headers = {"X-API-Key": settings.auth.api_key} if settings.auth.api_key else {}
+    url = f"http://{host}:{settings.server.port}{path}"
+    try:
+        response = httpx.request(method, url, headers=headers, json={}, timeout=30)
+    except httpx.HTTPError as exc:
+        print(f"cannot reach the daemon at {url}: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    print(json.dumps(_json_or_text(response), indent=2))
+    return 0 if response.status_code < 400 else 1
+
+
+def _json_or_text(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return {"status": "error", "message": response.text[:500]}
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "check-config": cmd_check_config,
+    "status": cmd_status,
+    "trigger": cmd_trigger,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,415 @@
+"""Configuration: the one declared schema, loading, validation errors, masking, saving.
+
+Every key lives in `Settings`; docs/CONFIG.md and config/config.example.yaml are checked
+against it by tests/test_docs.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG_PATH = Path("/etc/media-pipeline/config.yaml")
+CONFIG_ENV = "MEDIA_PIPELINE_CONFIG"
+MASK = "********"
+# (section, key, environment variable): secrets that may come from the environment.
+SECRET_ENV = (
+    ("syncthing", "api_key", "SYNCTHING_API_KEY"),
+    ("auth", "api_key", "MEDIA_PIPELINE_API_KEY"),
+)
+SECRET_KEYS = (("syncthing", "api_key"), ("auth", "api_key"), ("dbui", "password"))
+TEMPLATE_FIELDS = {"year", "month", "day", "kind", "camera"}
+
+
+class ConfigError(Exception):
+    """Invalid or unreadable configuration; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PathsSettings(Section):
+    inbox: Path = Path("/srv/media/inbox")
+    duplicates_dir: Path = Path("/srv/media/duplicates")
+    batch_dir: Path = Path("/srv/media/batches")
+    sync_dir: Path = Path("/srv/media/sync")
+    sorted_dir: Path = Path("/srv/media/sorted")
+    temp_dir: Path = Path("/var/lib/media-pipeline/tmp")
+    log_dir: Path = Path("/var/log/media-pipeline")
+
+
+class DatabaseSettings(Section):
+    path: Path = Path("/var/lib/media-pipeline/db.sqlite")
+    busy_timeout_ms: int = Field(10_000, ge=0)
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class SystemSettings(Section):
+    max_parallel_fs_ops: int = Field(4, ge=1, le=64)
+    queue_size: int = Field(1000, ge=1)
+
+
+class WatcherSettings(Section):
+    enabled: bool = True
+    settle_seconds: float = Field(2.0, ge=0)
+    rescan_interval_seconds: float = Field(600, gt=0)
+    ignore_patterns: list[str] = Field(
+        default_factory=lambda: [".*", "*.part", "*.crdownload", "*.tmp", "~*"]
+    )
+
+
+class DedupSettings(Section):
+    near_duplicate_distance: int = Field(6, ge=0, le=64)
+
+
+class BatchSettings(Section):
+    max_size_gb: float = Field(10, gt=0)
+    max_age_seconds: float = Field(3600, ge=0)
+    auto_create: bool = True
+
+
+class SyncthingSettings(Section):
+    enabled: bool = False
+    url: str = "http://127.0.0.1:8384"
+    api_key: str = ""
+    folder_id: str = "media"
+    device_ids: list[str] = Field(default_factory=list)
+    poll_interval_seconds: float = Field(30, gt=0)
+    timeout_seconds: float = Field(10, gt=0)
+    auto_start: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class SortSettings(Section):
+    auto: bool = True
+    template: str = "{year}/{month}/{day}"
+    timezone: str = ""
+    dry_run: bool = False
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        fields = set(re.findall(r"{([^{}]*)}", value))
+        unknown = fields - TEMPLATE_FIELDS
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{sorted(unknown)[0]}}}")
+        if value.startswith("/") or ".." in Path(value).parts:
+            raise ValueError("must be a relative path inside sorted_dir")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        if value:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError("unknown time zone") from exc
+        return value
+
+
+class CleanupSettings(Section):
+    interval_seconds: float = Field(3600, gt=0)
+    temp_max_age_hours: float = Field(24, ge=0)
+    log_retention_days: float = Field(14, ge=0)
+    batch_retention_days: float = Field(30, ge=0)
+    job_retention_days: float = Field(30, ge=0)
+    min_folder_age_seconds: float = Field(3600, ge=0)
+
+
+class AuthSettings(Section):
+    enabled: bool = False
+    api_key: str = ""
+
+
+class DbuiSettings(Section):
+    enabled: bool = False
+    password: str = ""
+
+
+class LoggingSettings(Section):
+    level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    rotation_mb: float = Field(10, gt=0)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Settings(Section):
+    paths: PathsSettings = Field(default_factory=PathsSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    system: SystemSettings = Field(default_factory=SystemSettings)
+    watcher: WatcherSettings = Field(default_factory=WatcherSettings)
+    dedup: DedupSettings = Field(default_factory=DedupSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    syncthing: SyncthingSettings = Field(default_factory=SyncthingSettings)
+    sort: SortSettings = Field(default_factory=SortSettings)
+    cleanup: CleanupSettings = Field(default_factory=CleanupSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    dbui: DbuiSettings = Field(default_factory=DbuiSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+
+class LoadedConfig(BaseModel):
+    """Validated settings plus where they came from (needed to save and resolve)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    settings: Settings
+    path: Path
+    raw: dict[str, Any]
+
+
+def all_keys(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:
+    """Every leaf key as a dotted path, e.g. `paths.inbox`."""
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(all_keys(ann, f"{prefix}{name}."))
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def resolve_path(cli_path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
+    """`-c` first, then $MEDIA_PIPELINE_CONFIG, then /etc/media-pipeline/config.yaml."""
+    if cli_path:
+        return Path(cli_path)
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    return DEFAULT_CONFIG_PATH
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a .env file; comments, blanks and `export ` prefixes allowed."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.removeprefix("export ").split("=", 1)
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def _format_value(loc: tuple[Any, ...], value: Any) -> str:
+    if tuple(str(p) for p in loc[:2]) in SECRET_KEYS and value:
+        return MASK
+    text = repr(value) if not isinstance(value, dict) else "{...}"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    """One `key.path: what is wrong (got VALUE)` line per pydantic error."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{key}: {message} (got {_format_value(err['loc'], err['input'])})")
+    return lines
+
+
+def validate(raw: Mapping[str, Any]) -> Settings:
+    """Validate a raw mapping; raises ConfigError with one line per problem."""
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc)) from None
+
+
+def read_raw(path: Path) -> dict[str, Any]:
+    """The YAML mapping in `path`; ConfigError for a missing, unreadable or non-map file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"config: file not found (got {str(path)!r})"]) from None
+    except OSError as exc:
+        raise ConfigError([f"config: cannot read: {exc.strerror} (got {str(path)!r})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "unknown line"
+        raise ConfigError([f"config: invalid YAML at {where} (got {str(path)!r})"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"config: must be a mapping of sections (got {type(data).__name__})"])
+    return data
+
+
+def _apply_secrets(settings: Settings, environ: Mapping[str, str], dotenv: dict[str, str]) -> None:
+    for section, key, var in SECRET_ENV:
+        sec = getattr(settings, section)
+        if not getattr(sec, key):
+            value = environ.get(var) or dotenv.get(var) or ""
+            setattr(sec, key, value)
+
+
+def _resolve_paths(settings: Settings, base: Path) -> None:
+    for name in PathsSettings.model_fields:
+        value = getattr(settings.paths, name)
+        setattr(settings.paths, name, (base / value.expanduser()).resolve())
+    settings.database.path = (base / settings.database.path.expanduser()).resolve()
+
+
+def build(raw: Mapping[str, Any], path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Validate `raw`, fill secrets from the environment/.env, resolve relative paths."""
+    environ = os.environ if environ is None else environ
+    settings = validate(raw)
+    _apply_secrets(settings, environ, read_dotenv(path.parent / ".env"))
+    _resolve_paths(settings, path.parent.resolve())
+    return settings
+
+
+def load(cli_path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Find, read and validate the config; raises ConfigError (never a traceback)."""
+    environ = os.environ if environ is None else environ
+    path = resolve_path(cli_path, environ)
+    raw = read_raw(path)
+    return LoadedConfig(settings=build(raw, path, environ), path=path, raw=raw)
+
+
+def folder_keys(settings: Settings) -> dict[str, Path]:
+    """Folders the daemon creates and writes, by config key."""
+    folders = {f"paths.{name}": getattr(settings.paths, name) for name in PathsSettings.model_fields}
+    folders["database.path"] = settings.database.path.parent
+    return folders
+
+
+def ensure_folders(settings: Settings) -> None:
+    """Create every configured folder; ConfigError naming each key that cannot be used."""
+    problems = []
+    for key, folder in folder_keys(settings).items():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            problems.append(f"{key}: cannot create or write folder: {reason} (got {str(folder)!r})")
+    if problems:
+        raise ConfigError(problems)
+
+
+def mask(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of a config mapping with every non-empty secret replaced by MASK."""
+    out = copy.deepcopy(dict(data))
+    for section, key in SECRET_KEYS:
+        sec = out.get(section)
+        if isinstance(sec, dict) and sec.get(key):
+            sec[key] = MASK
+    return out
+
+
+def settings_dict(settings: Settings) -> dict[str, Any]:
+    """Settings as plain JSON-able data."""
+    return settings.model_dump(mode="json")
+
+
+def deep_merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """`patch` merged into a copy of `base`; nested mappings merge, other values replace."""
+    out = copy.deepcopy(dict(base))
+    for key, value in patch.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def unmask_patch(patch: Mapping[str, Any], current_raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop secrets sent back as MASK so the stored secret is kept."""
+    out = copy.deepcopy(dict(patch))
+    for section, key in SECRET_KEYS:
+        sec = out.get(section)
+        if isinstance(sec, dict) and sec.get(key) == MASK:
+            del sec[key]
+    return out
+
+
+def save_atomic(path: Path, raw: Mapping[str, Any]) -> None:
+    """Write YAML to `path` atomically: temp file beside it, fsync, rename, fsync folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(dict(raw), sort_keys=False, default_flow_style=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+# Keys whose new value only takes effect after a restart (everything else is live).
+RESTART_KEYS = (
+    "paths.",
+    "database.",
+    "server.",
+    "system.",
+    "watcher.",
+    "logging.",
+    "dbui.",
+    "syncthing.",
+    "cleanup.interval_seconds",
+)
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config mappings."""
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            keys.extend(changed_keys(a, b, f"{prefix}{key}."))
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def restart_required(keys: list[str]) -> list[str]:
+    """The subset of changed keys that apply only after a restart."""
+    return [k for k in keys if any(k == p or k.startswith(p) for p in RESTART_KEYS)]

@@ -1,0 +1,272 @@
+"""Wiring: config → database → recovery → runner → watcher → scheduler → web server.
+
+`Service.start()` brings everything up (and can be used without the HTTP server, as
+tests do); `Service.run()` also serves HTTP in the foreground until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from loguru import logger
+
+from daemon import logs
+from daemon.config import LoadedConfig, ensure_folders
+from daemon.configport import FileConfigPort
+from daemon.notify import Notifier, WatchdogThread
+from daemon.scheduler import Scheduler
+from daemon.watcher import InboxWatcher
+from pipeline import __version__, fsops, status
+from pipeline.context import Context, Roots
+from pipeline.db import Writer, open_database
+from pipeline.jobs import Jobs, fail_interrupted
+from pipeline.models import File, FileStatus
+from pipeline.nearindex import NearIndex
+from pipeline.runner import Runner
+from pipeline.stages import intake_stages, record_error
+from pipeline.syncthing import SyncthingClient
+from web.app import create_app
+from web.state import AppState
+
+STOP_TIMEOUT = 8.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class Service:
+    """The daemon's parts, started and stopped in order."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        syncthing_transport: httpx.BaseTransport | None = None,
+        force_copy: bool = False,
+    ):
+        self.loaded = loaded
+        self.settings = loaded.settings
+        self.syncthing_transport = syncthing_transport
+        self.force_copy = force_copy
+        self.notifier = Notifier.from_env()
+        self.ctx: Context | None = None
+        self.runner: Runner[Context] | None = None
+        self.watcher: InboxWatcher | None = None
+        self.scheduler: Scheduler | None = None
+        self.jobs: Jobs | None = None
+        self.server: _Server | None = None
+        self._watchdog: WatchdogThread | None = None
+        self._stopped = threading.Event()
+
+    # start-up ---------------------------------------------------------------------
+
+    def start(self) -> Context:
+        s = self.settings
+        ensure_folders(s)
+        logs.setup(s.paths.log_dir, s.logging.level, s.logging.rotation_mb)
+        for secret in (s.syncthing.api_key, s.auth.api_key, s.dbui.password):
+            logs.add_secret(secret)
+        db = open_database(s.database.path, s.database.busy_timeout_ms)
+        writer = Writer(db)
+        slots = threading.BoundedSemaphore(s.system.max_parallel_fs_ops)
+        mover = fsops.Mover(writer, fs_slots=slots, force_copy=self.force_copy)
+        recovered = fsops.recover(writer)
+        interrupted = fail_interrupted(writer)
+        logger.bind(event="start").info(
+            "recovered moves {}; interrupted jobs marked failed: {}", recovered, interrupted
+        )
+        ctx = Context(
+            settings=s,
+            roots=Roots.from_settings(s.paths),
+            writer=writer,
+            mover=mover,
+            fs_slots=slots,
+            near_index=self._near_index(),
+            syncthing=self._syncthing_client(),
+        )
+        self.ctx = ctx
+        self.jobs = Jobs(writer)
+        self.runner = Runner(ctx, intake_stages(ctx), record_error, s.system.queue_size)
+        self.runner.start()
+        self._resume_inbox_rows()
+        if s.watcher.enabled:
+            self.watcher = self._make_watcher()
+            self.watcher.start()
+        self.scheduler = Scheduler(ctx, self.jobs)
+        self.scheduler.start()
+        logger.bind(event="start", status="ready").info(
+            "media-pipeline {} started (inbox {})", __version__, s.paths.inbox
+        )
+        return ctx
+
+    def _near_index(self) -> NearIndex:
+        index = NearIndex()
+        rows = File.select(File.id, File.phash).where(
+            File.status.in_(FileStatus.ACCEPTED), File.phash.is_null(False)
+        )
+        index.add_many((row.id, row.phash) for row in rows.iterator())
+        return index
+
+    def _syncthing_client(self) -> SyncthingClient | None:
+        st = self.settings.syncthing
+        if not st.enabled:
+            return None
+        return SyncthingClient(
+            st.url, st.api_key, timeout=st.timeout_seconds, transport=self.syncthing_transport
+        )
+
+    def _make_watcher(self) -> InboxWatcher:
+        w = self.settings.watcher
+        return InboxWatcher(
+            self.settings.paths.inbox,
+            self.submit,
+            settle_seconds=w.settle_seconds,
+            rescan_interval_seconds=w.rescan_interval_seconds,
+            ignore_patterns=w.ignore_patterns,
+        )
+
+    def _resume_inbox_rows(self) -> None:
+        """Files a stop or crash left NEW or HASHED go through the stages again."""
+        rows = File.select(File.current_path).where(
+            File.status.in_((FileStatus.NEW, FileStatus.HASHED))
+        )
+        for row in rows:
+            self.submit(Path(row.current_path))
+
+    def submit(self, path: Path) -> None:
+        """Hand a settled inbox file to the intake stages."""
+        if self.runner is not None:
+            self.runner.submit(path)
+
+    # health -----------------------------------------------------------------------
+
+    def components(self) -> dict[str, str]:
+        """Component states for /health and the systemd watchdog."""
+        watcher = "disabled"
+        if self.watcher is not None:
+            watcher = self.watcher.mode if self.watcher.is_alive() else "stopped"
+        scheduler = "ok" if self.scheduler and self.scheduler.is_alive() else "stopped"
+        syncthing = "disabled"
+        if self.ctx is not None and self.ctx.syncthing is not None:
+            syncthing = self.scheduler.syncthing_state if self.scheduler else "unknown"
+        return {"watcher": watcher, "scheduler": scheduler, "syncthing": syncthing}
+
+    def healthy(self) -> bool:
+        """True while every thread the pipeline needs is alive."""
+        parts = [self.runner, self.ctx.writer if self.ctx else None, self.scheduler]
+        alive = all(p is not None and p.is_alive() for p in parts)
+        return alive and (self.watcher is None or self.watcher.is_alive())
+
+    def status_line(self) -> str:
+        counts = status.file_counts()
+        return ", ".join(f"{k.lower()} {v}" for k, v in counts.items() if v) or "no files yet"
+
+    # shutdown ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop taking work, let in-flight moves finish, close the database. Idempotent."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.notifier.stopping()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        if self.watcher is not None:
+            self.watcher.stop(timeout=2)
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        if self.runner is not None:
+            self.runner.stop(timeout=max(0.5, deadline - time.monotonic() - 2))
+        if self.jobs is not None:
+            self.jobs.wait_all(timeout=max(0.1, deadline - time.monotonic() - 1))
+        if self.ctx is not None:
+            if self.ctx.syncthing is not None:
+                self.ctx.syncthing.close()
+            self.ctx.writer.close(timeout=max(0.5, deadline - time.monotonic()))
+        logger.bind(event="stop").info("media-pipeline stopped")
+
+    # foreground -------------------------------------------------------------------
+
+    def app_state(self) -> AppState:
+        assert self.ctx is not None and self.jobs is not None
+        auth = self.settings.auth
+        return AppState(
+            ctx=self.ctx,
+            jobs=self.jobs,
+            version=__version__,
+            config=FileConfigPort(self.loaded, self.ctx),
+            components=self.components,
+            submit=self.submit,
+            api_key=lambda: auth.api_key,
+            auth_enabled=lambda: auth.enabled,
+        )
+
+    def run(self) -> int:
+        """Start, serve HTTP until SIGTERM/SIGINT, stop; returns the exit code."""
+        self.start()
+        app = create_app(self.app_state(), dbui=self.settings.dbui)
+        config = uvicorn.Config(
+            app,
+            host=self.settings.server.host,
+            port=self.settings.server.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=3,
+        )
+        self.server = _Server(config)
+        previous = self._install_signals()
+        try:
+            asyncio.run(self._serve())
+        finally:
+            self._restore_signals(previous)
+            self.stop()
+        return 0 if not getattr(self.server, "_failed", False) else 1
+
+    async def _serve(self) -> None:
+        assert self.server is not None
+        serve = asyncio.create_task(self.server.serve())
+        while not self.server.started and not serve.done():
+            await asyncio.sleep(0.05)
+        if self.server.started:
+            self._announce_ready()
+        await serve
+        if not self.server.started:
+            self.server._failed = True  # type: ignore[attr-defined]
+
+    def _announce_ready(self) -> None:
+        self.notifier.ready(self.status_line())
+        if self.notifier.watchdog_interval():
+            self._watchdog = WatchdogThread(self.notifier, self.healthy, self.status_line)
+            self._watchdog.start()
+        logger.bind(event="start", status="listening").info(
+            "listening on http://{}:{}", self.settings.server.host, self.settings.server.port
+        )
+
+    def _install_signals(self) -> dict[int, Any]:
+        def handler(signum: int, frame: Any) -> None:
+            logger.bind(event="stop").info("signal {} received: stopping", signum)
+            if self.server is not None:
+                self.server.should_exit = True
+
+        return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,210 @@
+"""SQLite access: opening in WAL mode, versioned migrations and the single writer.
+
+Reads may happen on any thread (peewee keeps one connection per thread). Every write
+goes through `Writer`, whose one thread groups queued operations into a transaction;
+a caller of `Writer.call` returns only after its write is committed.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from loguru import logger
+from peewee import SqliteDatabase
+
+from pipeline.models import ALL_MODELS, SchemaVersion, database_proxy
+
+T = TypeVar("T")
+_STOP = object()
+
+
+def open_database(path: Path, busy_timeout_ms: int = 10_000) -> SqliteDatabase:
+    """Open (creating) the database at `path`, bind the models and migrate it."""
+    db = SqliteDatabase(
+        str(path),
+        pragmas={
+            "journal_mode": "wal",
+            "synchronous": "full",
+            "busy_timeout": busy_timeout_ms,
+            "foreign_keys": 1,
+            "cache_size": -16_000,
+        },
+        timeout=busy_timeout_ms / 1000,
+        check_same_thread=False,
+    )
+    database_proxy.initialize(db)
+    db.connect(reuse_if_open=True)
+    migrate(db)
+    return db
+
+
+def column_names(db: SqliteDatabase, table: str) -> set[str]:
+    """Column names of `table` as SQLite reports them."""
+    return {col.name for col in db.get_columns(table)}
+
+
+def add_column(db: SqliteDatabase, table: str, column: str, decl: str) -> bool:
+    """ALTER TABLE ADD COLUMN unless it exists; returns True when it was added."""
+    if column in column_names(db, table):
+        return False
+    db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {decl}')
+    return True
+
+
+def _v1_tables(db: SqliteDatabase) -> None:
+    db.create_tables(ALL_MODELS, safe=True)
+
+
+def _v2_indexes(db: SqliteDatabase) -> None:
+    # Belt and braces for race-free dedup: at most one accepted row per content.
+    db.execute_sql(
+        "CREATE UNIQUE INDEX IF NOT EXISTS files_accepted_sha256 ON files(sha256) "
+        "WHERE status IN ('UNIQUE','BATCHED','SYNCED','SORTED')"
+    )
+    db.execute_sql(
+        "CREATE INDEX IF NOT EXISTS files_batch_status ON files(batch, status)"
+    )
+    db.execute_sql("CREATE INDEX IF NOT EXISTS files_phash ON files(phash)")
+
+
+def _v3_batch_columns(db: SqliteDatabase) -> None:
+    # Databases made before these columns existed get them without data loss.
+    add_column(db, "batches", "bytes_needed", "INTEGER")
+    add_column(db, "batches", "location", "TEXT")
+
+
+MIGRATIONS: list[tuple[int, Callable[[SqliteDatabase], None]]] = [
+    (1, _v1_tables),
+    (2, _v2_indexes),
+    (3, _v3_batch_columns),
+]
+
+
+def schema_version(db: SqliteDatabase) -> int:
+    """Highest applied migration, 0 for an empty database."""
+    if not db.table_exists("schema_version"):
+        return 0
+    row = SchemaVersion.select().order_by(SchemaVersion.version.desc()).first()
+    return row.version if row else 0
+
+
+def migrate(db: SqliteDatabase) -> list[int]:
+    """Apply pending migrations in order, each in its own transaction; idempotent."""
+    db.create_tables([SchemaVersion], safe=True)
+    applied = []
+    for version, step in MIGRATIONS:
+        if version <= schema_version(db):
+            continue
+        with db.atomic():
+            step(db)
+            SchemaVersion.insert(version=version).on_conflict_ignore().execute()
+        applied.append(version)
+        logger.bind(event="migrate").info("database migrated to version {}", version)
+    return applied
+
+
+class Writer:
+    """The one thread that writes to SQLite, grouping queued work into transactions.
+
+    `call(fn)` runs `fn()` on the writer thread inside a transaction and returns its
+    result after the commit. Each operation runs in its own savepoint, so a failing
+    one raises to its caller without undoing the others in the group.
+    """
+
+    def __init__(
+        self, db: SqliteDatabase, max_group: int = 200, name: str = "db-writer"
+    ):
+        self.db = db
+        self.max_group = max_group
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        """Queue `fn` for the writer thread; the future resolves after the commit."""
+        future: Future[T] = Future()
+        if threading.current_thread() is self._thread:
+            future.set_result(fn())
+            return future
+        if self._closed:
+            raise RuntimeError("database writer is closed")
+        self._queue.put((fn, future))
+        return future
+
+    def call(self, fn: Callable[[], T], timeout: float | None = 60) -> T:
+        """Run `fn` on the writer thread and wait until it is committed."""
+        return self.submit(fn).result(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self, timeout: float = 10) -> None:
+        """Finish queued work, then stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _take_group(self) -> tuple[list[tuple[Callable[[], Any], Future[Any]]], bool]:
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        group, stop = [first], False
+        while len(group) < self.max_group:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                stop = True
+                break
+            group.append(item)
+        return group, stop
+
+    def _loop(self) -> None:
+        while True:
+            group, stop = self._take_group()
+            if group:
+                self._run_group(group)
+            if stop:
+                self.db.close()
+                return
+
+    def _run_group(self, group: list[tuple[Callable[[], Any], Future[Any]]]) -> None:
+        outcomes: list[tuple[Future[Any], bool, Any]] = []
+        started = time.monotonic()
+        try:
+            with self.db.atomic():
+                for fn, future in group:
+                    outcomes.append((future, *self._run_one(fn)))
+        except Exception as exc:  # the commit itself failed: every caller learns it
+            logger.bind(event="db_write").exception("transaction failed")
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for future, ok, value in outcomes:
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        elapsed = (time.monotonic() - started) * 1000
+        if elapsed > 1000:
+            logger.bind(event="db_write", duration_ms=round(elapsed)).warning(
+                "slow write group of {} operations", len(group)
+            )
+
+    def _run_one(self, fn: Callable[[], Any]) -> tuple[bool, Any]:
+        try:
+            with self.db.atomic():
+                return True, fn()
+        except Exception as exc:
+            return False, exc

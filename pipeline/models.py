@@ -1,0 +1,180 @@
+"""Peewee models for the tables in docs/SCHEMAS.md.
+
+Models bind to `database_proxy`; `pipeline.db.open_database` initialises it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from peewee import (
+    AutoField,
+    BigIntegerField,
+    CharField,
+    DatabaseProxy,
+    DateTimeField,
+    FloatField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+database_proxy = DatabaseProxy()
+
+
+class FileStatus:
+    NEW = "NEW"
+    HASHED = "HASHED"
+    UNIQUE = "UNIQUE"
+    DUPLICATE = "DUPLICATE"
+    BATCHED = "BATCHED"
+    SYNCED = "SYNCED"
+    SORTED = "SORTED"
+    ERROR = "ERROR"
+    ALL = (NEW, HASHED, UNIQUE, DUPLICATE, BATCHED, SYNCED, SORTED, ERROR)
+    # Accepted content: a new file with the same SHA-256 as one of these is a duplicate.
+    ACCEPTED = (UNIQUE, BATCHED, SYNCED, SORTED)
+    # Rows whose file still sits in the inbox.
+    IN_INBOX = (NEW, HASHED, UNIQUE, ERROR)
+
+
+class BatchStatus:
+    CREATED = "CREATED"
+    SYNCING = "SYNCING"
+    SYNCED = "SYNCED"
+    SORTED = "SORTED"
+    ERROR = "ERROR"
+    ALL = (CREATED, SYNCING, SYNCED, SORTED, ERROR)
+
+
+class JobStatus:
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    ACTIVE = (QUEUED, RUNNING)
+
+
+class MoveState:
+    PENDING = "PENDING"
+    DONE = "DONE"
+    ABANDONED = "ABANDONED"
+    FAILED = "FAILED"
+
+
+def utcnow() -> datetime:
+    """Naive UTC now; every timestamp column stores naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class Batch(BaseModel):
+    id = AutoField()
+    name = CharField(unique=True)
+    status = CharField(default=BatchStatus.CREATED, index=True)
+    file_count = IntegerField(default=0)
+    size_bytes = BigIntegerField(default=0)
+    bytes_needed = BigIntegerField(null=True)
+    progress = FloatField(default=0.0)
+    location = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    synced_at = DateTimeField(null=True)
+    sorted_at = DateTimeField(null=True)
+    last_error = TextField(null=True)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "batches"
+
+
+class File(BaseModel):
+    id = AutoField()
+    original_path = TextField()
+    rel_path = TextField()
+    current_path = TextField(index=True)
+    size = BigIntegerField(null=True)
+    mtime_ns = BigIntegerField(null=True)
+    sha256 = CharField(max_length=64, null=True, index=True)
+    phash = BigIntegerField(null=True)
+    status = CharField(default=FileStatus.NEW, index=True)
+    duplicate_of = IntegerField(null=True)
+    near_duplicate_of = IntegerField(null=True)
+    near_distance = IntegerField(null=True)
+    batch = IntegerField(null=True, index=True)
+    capture_time = DateTimeField(null=True)
+    capture_source = CharField(null=True)
+    target_path = TextField(null=True)
+    error = TextField(null=True)
+    attempts = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow, index=True)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "files"
+
+
+class Job(BaseModel):
+    id = AutoField()
+    kind = CharField(index=True)
+    status = CharField(default=JobStatus.QUEUED, index=True)
+    params = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    started_at = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True)
+    total = IntegerField(default=0)
+    done = IntegerField(default=0)
+    errors = IntegerField(default=0)
+    message = TextField(null=True)
+    result = TextField(null=True)
+
+    class Meta:
+        table_name = "jobs"
+
+
+class ConfigChange(BaseModel):
+    id = AutoField()
+    at = DateTimeField(default=utcnow)
+    source = CharField(default="api")
+    keys = TextField()
+    old = TextField()
+    new = TextField()
+
+    class Meta:
+        table_name = "config_changes"
+
+
+class MoveJournal(BaseModel):
+    """One planned file move; PENDING until settled (see pipeline/fsops.py)."""
+
+    id = AutoField()
+    src = TextField()
+    dst = TextField()
+    tmp = TextField(null=True)
+    method = CharField()
+    state = CharField(default=MoveState.PENDING, index=True)
+    file_id = IntegerField(null=True, index=True)
+    new_status = CharField(null=True)
+    sha256 = CharField(max_length=64, null=True)
+    size = BigIntegerField(null=True)
+    error = TextField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    finished_at = DateTimeField(null=True)
+
+    class Meta:
+        table_name = "move_journal"
+
+
+class SchemaVersion(BaseModel):
+    version = IntegerField(primary_key=True)
+    applied_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "schema_version"
+
+
+ALL_MODELS = [Batch, File, Job, ConfigChange, MoveJournal, SchemaVersion]

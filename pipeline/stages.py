@@ -1,0 +1,52 @@
+"""The intake pipeline's stage list, in order, and what happens to a failing item."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loguru import logger
+
+from pipeline.context import Context
+from pipeline.dedup import dedup_item
+from pipeline.hash_stage import hash_item
+from pipeline.intake import Item, register
+from pipeline.models import File, FileStatus, utcnow
+from pipeline.runner import Stage
+
+
+def intake_stages(ctx: Context) -> list[Stage]:
+    """register → hash (bounded by max_parallel_fs_ops) → dedup."""
+    return [
+        Stage("register", register),
+        Stage("hash", hash_item, workers=ctx.settings.system.max_parallel_fs_ops),
+        Stage("dedup", dedup_item),
+    ]
+
+
+def record_error(ctx: Context, item: Any, stage: str, exc: BaseException) -> None:
+    """A failing item becomes ERROR with a message; its file stays where it is."""
+    message = f"{stage}: {exc}" if str(exc) else f"{stage}: {type(exc).__name__}"
+    if not isinstance(item, Item):
+        logger.bind(event=stage, status="ERROR").error("{} failed: {}", item, message)
+        return
+    logger.bind(event=stage, file_id=item.file_id, status="ERROR").warning(
+        "{} failed: {}", item.path, message
+    )
+    ctx.writer.call(
+        lambda: File.update(status=FileStatus.ERROR, error=message, updated_at=utcnow())
+        .where(File.id == item.file_id, File.status.in_(FileStatus.IN_INBOX))
+        .execute()
+    )
+
+
+def run_inline(ctx: Context, stages: list[Stage], item: Any) -> Any:
+    """Push one item through `stages` on the calling thread (scan jobs, tests)."""
+    for stage in stages:
+        try:
+            item = stage.fn(ctx, item)
+        except Exception as exc:
+            record_error(ctx, item, stage.name, exc)
+            return None
+        if item is None:
+            return None
+    return item

@@ -1,0 +1,95 @@
+"""Shared fixtures: temp configs, a started pipeline context, polling with deadlines."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from daemon.config import deep_merge
+
+FOLDERS = ("inbox", "duplicates_dir", "batch_dir", "sync_dir", "sorted_dir", "temp_dir", "log_dir")
+
+
+def wait_until(cond: Callable[[], Any], timeout: float = 10, interval: float = 0.02) -> Any:
+    """Poll `cond` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {cond}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def base_config(root: Path, **overrides: Any) -> dict[str, Any]:
+    """A config with every folder under `root`, fast timings and no Syncthing."""
+    raw: dict[str, Any] = {
+        "paths": {name: str(root / name.removesuffix("_dir")) for name in FOLDERS},
+        "database": {"path": str(root / "db.sqlite")},
+        "server": {"host": "127.0.0.1", "port": free_port()},
+        "watcher": {"settle_seconds": 0.2, "rescan_interval_seconds": 600},
+        "batch": {"auto_create": False},
+        "sort": {"auto": False},
+        "syncthing": {"enabled": False},
+    }
+    return deep_merge(raw, overrides)
+
+
+def write_config(root: Path, **overrides: Any) -> Path:
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(base_config(root, **overrides)))
+    return path
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: write a config under tmp_path with overrides, return its path."""
+    return lambda **overrides: write_config(tmp_path, **overrides)
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Factory: a started Service (no HTTP server) from overrides; stopped afterwards."""
+    from daemon.config import load
+    from daemon.service import Service
+
+    started: list[Service] = []
+
+    def make(**overrides: Any) -> Service:
+        overrides.setdefault("watcher", {}).setdefault("enabled", False)
+        path = write_config(tmp_path, **overrides)
+        svc = Service(load(path, environ={}), **overrides.pop("_service_kwargs", {}))
+        svc.start()
+        started.append(svc)
+        return svc
+
+    yield make
+    for svc in started:
+        svc.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_threads() -> Iterator[None]:
+    before = set(threading.enumerate())
+    yield
+    # Give stopped threads a moment; a leak shows up as a growing thread count.
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        extra = [t for t in threading.enumerate() if t not in before and not t.daemon]
+        if not extra:
+            return
+        time.sleep(0.02)

@@ -1,0 +1,97 @@
+"""Migrations are versioned and idempotent; the writer groups and isolates operations."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from pipeline import db as dbmod
+from pipeline.models import File, database_proxy
+
+
+def dump(path: Path) -> list[tuple[str, str]]:
+    con = sqlite3.connect(path)
+    try:
+        return sorted(con.execute("SELECT name, sql FROM sqlite_master WHERE sql NOT NULL"))
+    finally:
+        con.close()
+
+
+def test_migrations_run_twice_without_change(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    db = dbmod.open_database(path)
+    File.create(original_path="/a", rel_path="a", current_path="/a")
+    schema = dump(path)
+    assert dbmod.migrate(db) == []
+    db.close()
+    db = dbmod.open_database(path)
+    assert dbmod.schema_version(db) == dbmod.MIGRATIONS[-1][0]
+    assert dump(path) == schema
+    assert File.select().count() == 1
+    assert db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+
+
+def test_add_column_twice_is_a_noop_and_keeps_data(tmp_path: Path) -> None:
+    db = dbmod.open_database(tmp_path / "db.sqlite")
+    File.create(original_path="/a", rel_path="a", current_path="/a")
+    assert dbmod.add_column(db, "files", "note", "TEXT") is True
+    assert dbmod.add_column(db, "files", "note", "TEXT") is False
+    assert "note" in dbmod.column_names(db, "files")
+    assert File.select().count() == 1
+    db.close()
+
+
+def test_old_database_gets_new_columns(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    db = dbmod.open_database(path)
+    db.execute_sql("CREATE TABLE tmp AS SELECT id, name, status FROM batches")
+    db.execute_sql("DROP TABLE batches")
+    db.execute_sql("ALTER TABLE tmp RENAME TO batches")
+    db.execute_sql("DELETE FROM schema_version WHERE version >= 3")
+    db.close()
+    db = dbmod.open_database(path)
+    assert {"bytes_needed", "location"} <= dbmod.column_names(db, "batches")
+    db.close()
+
+
+def test_indexes_exist(tmp_path: Path) -> None:
+    db = dbmod.open_database(tmp_path / "db.sqlite")
+    sql = " ".join(s for _, s in dump(tmp_path / "db.sqlite"))
+    for column in ("sha256", "status", "batch"):
+        assert f'("{column}")' in sql or f"({column}" in sql, column
+    db.close()
+
+
+def test_writer_commits_before_returning_and_isolates_failures(tmp_path: Path) -> None:
+    db = dbmod.open_database(tmp_path / "db.sqlite")
+    writer = dbmod.Writer(db)
+    ids: list[int] = []
+
+    def add(n: int) -> None:
+        ids.append(
+            writer.call(lambda: File.create(original_path=f"/{n}", rel_path="x", current_path="/x").id)
+        )
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    with pytest.raises(ZeroDivisionError):
+        writer.call(lambda: (File.create(original_path="/bad", rel_path="x", current_path="/x"), 1 / 0))
+    for t in threads:
+        t.join()
+    # A second connection sees every committed row and none of the failed one.
+    con = sqlite3.connect(tmp_path / "db.sqlite")
+    paths = {row[0] for row in con.execute("SELECT original_path FROM files")}
+    con.close()
+    assert paths == {f"/{n}" for n in range(20)}
+    assert len(set(ids)) == 20
+    assert writer.call(lambda: writer.call(lambda: 42)) == 42  # nested call runs inline
+    writer.close()
+    assert not writer.is_alive()
+    with pytest.raises(RuntimeError):
+        writer.call(lambda: None)
+    database_proxy.initialize(None)

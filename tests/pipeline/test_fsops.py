@@ -1,0 +1,244 @@
+"""Safe moves: never overwrite, journal first, and the crash matrix with recovery."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline import fsops
+from pipeline.db import Writer, open_database
+from pipeline.fsops import Mover, MoveError, MoveRequest
+from pipeline.models import File, FileStatus, MoveJournal, MoveState, database_proxy
+
+CHILD = Path(__file__).with_name("fsops_child.py")
+LINK_STEPS = ["journaled", "linked", "unlinked", "finished"]
+COPY_STEPS = ["journaled", "copying", "copied", "placed", "tmp_removed", "unlinked", "finished"]
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> Iterator[Writer]:
+    w = Writer(open_database(tmp_path / "db.sqlite"))
+    yield w
+    w.close()
+    database_proxy.initialize(None)
+
+
+def add_file(writer: Writer, path: Path) -> int:
+    return writer.call(
+        lambda: File.create(
+            original_path=str(path), rel_path=path.name, current_path=str(path), status="HASHED"
+        ).id
+    )
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def partials(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith(fsops.TEMP_PREFIX)]
+
+
+@pytest.mark.parametrize("force_copy", [False, True])
+def test_move_updates_row_and_journal(tmp_path: Path, writer: Writer, force_copy: bool) -> None:
+    src = tmp_path / "in" / "a.jpg"
+    src.parent.mkdir()
+    src.write_bytes(b"x" * 3000)
+    os.utime(src, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    fid = add_file(writer, src)
+    dst = Mover(writer, force_copy=force_copy).move(
+        MoveRequest(src, tmp_path / "out" / "sub" / "a.jpg", fid, FileStatus.DUPLICATE)
+    )
+    assert dst == tmp_path / "out" / "sub" / "a.jpg" and not src.exists()
+    assert dst.read_bytes() == b"x" * 3000
+    assert dst.stat().st_mtime_ns == 1_600_000_000_000_000_000  # dates survive the move
+    row = File.get_by_id(fid)
+    assert (row.current_path, row.status) == (str(dst), FileStatus.DUPLICATE)
+    entry = MoveJournal.get()
+    assert entry.state == MoveState.DONE and entry.method == ("copy" if force_copy else "link")
+    assert partials(tmp_path) == []
+
+
+@pytest.mark.parametrize("force_copy", [False, True])
+def test_clash_gets_a_free_name_and_never_overwrites(
+    tmp_path: Path, writer: Writer, force_copy: bool
+) -> None:
+    (tmp_path / "out").mkdir()
+    for name in ("a.jpg", "a_1.jpg"):
+        (tmp_path / "out" / name).write_text(f"existing {name}")
+    src = tmp_path / "a.jpg"
+    src.write_text("new")
+    dst = Mover(writer, force_copy=force_copy).move(MoveRequest(src, tmp_path / "out" / "a.jpg"))
+    assert dst.name == "a_2.jpg" and dst.read_text() == "new"
+    assert (tmp_path / "out" / "a.jpg").read_text() == "existing a.jpg"
+    assert (tmp_path / "out" / "a_1.jpg").read_text() == "existing a_1.jpg"
+
+
+def test_many_moves_to_one_name_all_survive(tmp_path: Path, writer: Writer) -> None:
+    mover = Mover(writer)
+    sources = []
+    for n in range(12):
+        folder = tmp_path / "in" / str(n)
+        folder.mkdir(parents=True)
+        (folder / "same.jpg").write_text(str(n))
+        sources.append(folder / "same.jpg")
+    threads = [
+        threading.Thread(target=mover.move, args=(MoveRequest(s, tmp_path / "out" / "same.jpg"),))
+        for s in sources[:6]
+    ]
+    for t in threads:
+        t.start()
+    results = mover.move_many([MoveRequest(s, tmp_path / "out" / "same.jpg") for s in sources[6:]])
+    for t in threads:
+        t.join()
+    assert all(r.ok for r in results)
+    contents = sorted(p.read_text() for p in (tmp_path / "out").iterdir())
+    assert contents == sorted(str(n) for n in range(12))
+
+
+def test_bad_sources_are_refused_without_side_effects(tmp_path: Path, writer: Writer) -> None:
+    target = tmp_path / "outside.txt"
+    target.write_text("not ours")
+    link = tmp_path / "link.jpg"
+    link.symlink_to(target)
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    mover = Mover(writer)
+    results = mover.move_many(
+        [
+            MoveRequest(link, tmp_path / "out" / "link.jpg"),
+            MoveRequest(fifo, tmp_path / "out" / "pipe.jpg"),
+            MoveRequest(tmp_path / "missing.jpg", tmp_path / "out" / "m.jpg"),
+        ]
+    )
+    assert [r.ok for r in results] == [False, False, False]
+    assert "not a regular file" in (results[0].error or "")
+    assert link.is_symlink() and target.read_text() == "not ours"
+    assert MoveJournal.select().count() == 0
+    with pytest.raises(MoveError):
+        mover.move(MoveRequest(tmp_path / "missing.jpg", tmp_path / "out" / "m.jpg"))
+
+
+def test_copy_that_does_not_verify_is_abandoned(tmp_path: Path, writer: Writer) -> None:
+    src = tmp_path / "a.jpg"
+    src.write_bytes(b"payload")
+    fid = add_file(writer, src)
+    result = Mover(writer, force_copy=True).move_many(
+        [MoveRequest(src, tmp_path / "out" / "a.jpg", fid, FileStatus.DUPLICATE, sha256="0" * 64)]
+    )[0]
+    assert not result.ok and "does not verify" in (result.error or "")
+    assert src.read_bytes() == b"payload" and not (tmp_path / "out" / "a.jpg").exists()
+    assert partials(tmp_path) == []
+    assert MoveJournal.get().state == MoveState.ABANDONED
+    assert File.get_by_id(fid).current_path == str(src)
+
+
+def test_link_refused_falls_back_to_copy(tmp_path: Path, writer: Writer, monkeypatch) -> None:
+    calls = {"n": 0}
+    real_link = os.link
+
+    def no_link(a, b, **kw):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(1, "Operation not permitted")
+        return real_link(a, b, **kw)
+
+    monkeypatch.setattr(os, "link", no_link)
+    src = tmp_path / "a.jpg"
+    src.write_text("data")
+    dst = Mover(writer).move(MoveRequest(src, tmp_path / "out" / "a.jpg"))
+    assert dst.read_text() == "data" and not src.exists()
+    assert MoveJournal.get().method == "copy"
+
+
+def run_child(tmp_path: Path, src: Path, dst: Path, step: str, how: str, method: str, fid: int) -> int:
+    proc = subprocess.run(
+        [sys.executable, str(CHILD), str(tmp_path / "db.sqlite"), str(src), str(dst), step, how, method, str(fid)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode
+
+
+MATRIX = [("link", s, h) for s in LINK_STEPS for h in ("exit", "sigkill")] + [
+    ("copy", s, h) for s in COPY_STEPS for h in ("exit", "sigkill")
+]
+
+
+@pytest.mark.parametrize(("method", "step", "how"), MATRIX)
+def test_crash_matrix(tmp_path: Path, method: str, step: str, how: str) -> None:
+    """Kill a child mid-move at each step; after recovery the file exists exactly once."""
+    db = open_database(tmp_path / "db.sqlite")
+    writer = Writer(db)
+    src = tmp_path / "inbox" / "photo.jpg"
+    src.parent.mkdir()
+    payload = os.urandom(3 * fsops.CHUNK + 123)
+    src.write_bytes(payload)
+    fid = add_file(writer, src)
+    dst = tmp_path / "dups" / "photo.jpg"
+    code = run_child(tmp_path, src, dst, step, how, method, fid)
+    assert code in (17, -9), f"child did not die at {step}: {code}"
+
+    counts = fsops.recover(writer)
+    assert sum(counts.values()) == (0 if step == "finished" else 1)
+    copies = [p for p in (src, dst) if p.exists()]
+    assert len(copies) == 1, f"after {step}: {copies}"
+    assert copies[0].read_bytes() == payload
+    assert partials(tmp_path) == []
+    assert MoveJournal.select().where(MoveJournal.state == MoveState.PENDING).count() == 0
+    row = File.get_by_id(fid)
+    assert row.current_path == str(copies[0])
+    assert row.status == (FileStatus.DUPLICATE if copies[0] == dst else "HASHED")
+    assert fsops.recover(writer) == {"DONE": 0, "ABANDONED": 0, "FAILED": 0}
+    writer.close()
+    database_proxy.initialize(None)
+
+
+def test_recovery_when_destination_was_taken_meanwhile(tmp_path: Path, writer: Writer) -> None:
+    src = tmp_path / "a.jpg"
+    src.write_text("mine")
+    dst = tmp_path / "out" / "a.jpg"
+    dst.parent.mkdir()
+    dst.write_text("someone else's")
+    for method in ("link", "copy"):
+        writer.call(
+            lambda m=method: MoveJournal.create(
+                src=str(src), dst=str(dst), method=m, tmp=str(dst.with_name(fsops.TEMP_PREFIX + "x-a.jpg"))
+            )
+        )
+    counts = fsops.recover(writer)
+    assert counts["ABANDONED"] == 2
+    assert src.read_text() == "mine" and dst.read_text() == "someone else's"
+
+
+def test_recovery_with_both_sides_gone_marks_error(tmp_path: Path, writer: Writer) -> None:
+    fid = add_file(writer, tmp_path / "gone.jpg")
+    writer.call(
+        lambda: MoveJournal.create(
+            src=str(tmp_path / "gone.jpg"), dst=str(tmp_path / "x.jpg"), method="link", file_id=fid
+        )
+    )
+    assert fsops.recover(writer)["FAILED"] == 1
+    assert File.get_by_id(fid).status == FileStatus.ERROR
+
+
+def test_recovery_places_a_verified_partial_when_source_vanished(tmp_path: Path, writer: Writer) -> None:
+    tmp = tmp_path / (fsops.TEMP_PREFIX + "ab-a.jpg")
+    tmp.write_text("content")
+    digest = sha(tmp)
+    writer.call(
+        lambda: MoveJournal.create(
+            src=str(tmp_path / "a.jpg"), dst=str(tmp_path / "a.jpg.out"), tmp=str(tmp), method="copy", sha256=digest
+        )
+    )
+    assert fsops.recover(writer)["DONE"] == 1
+    assert (tmp_path / "a.jpg.out").read_text() == "content" and not tmp.exists()

@@ -1,0 +1,109 @@
+"""The staged runner: order, bounded queues, errors per item, sentinel shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from pipeline.runner import Runner, Stage
+from tests.conftest import wait_until
+
+
+def test_items_flow_through_stages_in_order() -> None:
+    out: list[int] = []
+    stages = [
+        Stage("double", lambda ctx, x: x * 2, workers=3),
+        Stage("plus", lambda ctx, x: x + 1),
+        Stage("collect", lambda ctx, x: out.append(x)),
+    ]
+    runner: Runner[None] = Runner(None, stages, lambda *a: None, queue_size=4)
+    runner.start()
+    for n in range(50):
+        runner.submit(n)
+    assert runner.stop(timeout=10)
+    assert sorted(out) == [n * 2 + 1 for n in range(50)]
+    assert not runner.is_alive()
+
+
+def test_failing_item_is_reported_and_the_pipeline_goes_on() -> None:
+    errors: list[tuple[Any, str, str]] = []
+    out: list[int] = []
+
+    def picky(ctx: Any, x: int) -> int:
+        if x == 3:
+            raise ValueError("three is bad")
+        return x
+
+    stages = [Stage("picky", picky, workers=2), Stage("sink", lambda c, x: out.append(x))]
+    runner: Runner[None] = Runner(
+        None, stages, lambda ctx, item, stage, exc: errors.append((item, stage, str(exc)))
+    )
+    runner.start()
+    for n in range(6):
+        runner.submit(n)
+    runner.stop()
+    assert errors == [(3, "picky", "three is bad")]
+    assert sorted(out) == [0, 1, 2, 4, 5]
+
+
+def test_none_drops_the_item_and_error_handler_failure_is_contained() -> None:
+    seen: list[int] = []
+
+    def boom(*args: Any) -> None:
+        raise RuntimeError("handler broke")
+
+    stages = [
+        Stage("filter", lambda c, x: x if x % 2 else None),
+        Stage("explode", lambda c, x: 1 / 0 if x == 1 else x),
+        Stage("sink", lambda c, x: seen.append(x)),
+    ]
+    runner: Runner[None] = Runner(None, stages, boom)
+    runner.start()
+    for n in range(6):
+        runner.submit(n)
+    runner.stop()
+    assert seen == [3, 5]
+
+
+def test_stop_drains_queued_work_and_bounded_queue_blocks() -> None:
+    gate = threading.Event()
+    done: list[int] = []
+
+    def slow(ctx: Any, x: int) -> None:
+        gate.wait(5)
+        done.append(x)
+
+    runner: Runner[None] = Runner(None, [Stage("slow", slow)], lambda *a: None, queue_size=2)
+    runner.start()
+    runner.submit(0)
+    wait_until(lambda: runner.pending() == 1)
+    runner.submit(1)
+    runner.submit(2)
+    with pytest.raises(Exception):  # queue.Full: the queue is bounded
+        runner.submit(3, timeout=0.05)
+    assert runner.is_alive()
+    gate.set()
+    assert runner.stop(timeout=5)
+    assert done == [0, 1, 2]
+    with pytest.raises(RuntimeError):
+        runner.submit(4)
+
+
+def test_stop_returns_false_when_a_stage_hangs() -> None:
+    hang = threading.Event()
+    runner: Runner[None] = Runner(None, [Stage("hang", lambda c, x: hang.wait(10))], lambda *a: None)
+    runner.start()
+    runner.submit(1)
+    wait_until(lambda: runner.pending() == 1)
+    started = time.monotonic()
+    assert runner.stop(timeout=0.2) is False
+    assert time.monotonic() - started < 2
+    hang.set()
+
+
+def test_runner_needs_stages() -> None:
+    with pytest.raises(ValueError):
+        Runner(None, [], lambda *a: None)

@@ -1,0 +1,1 @@
+"""The Starlette app: API routes, auth, OpenAPI document and dashboard."""
