@@ -28,7 +28,9 @@ def parser() -> argparse.ArgumentParser:
         prog="media-pipeline",
         description="Inbox → dedup → batches → Syncthing → sorted library.",
     )
-    p.add_argument("--version", action="version", version=f"media-pipeline {__version__}")
+    p.add_argument(
+        "--version", action="version", version=f"media-pipeline {__version__}"
+    )
     sub = p.add_subparsers(dest="command", required=True)
     config_help = "config file (else $MEDIA_PIPELINE_CONFIG, else /etc/media-pipeline/config.yaml)"
     for name, text in (
@@ -40,7 +42,9 @@ def parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("-c", "--config", help=config_help)
         if name == "status":
-            cmd.add_argument("--json", action="store_true", help="machine-readable output")
+            cmd.add_argument(
+                "--json", action="store_true", help="machine-readable output"
+            )
         if name == "trigger":
             cmd.add_argument("what", choices=sorted(TRIGGERS))
     return p
@@ -105,20 +109,29 @@ def format_status(data: dict[str, Any]) -> str:
     lines += [f"  {k:<10} {v}" for k, v in data["batches"]["by_status"].items() if v]
     if data["recent_errors"]:
         lines.append("recent errors:")
-        lines += [f"  #{e['file_id']} {e['path']}: {e['error']}" for e in data["recent_errors"]]
+        lines += [
+            f"  #{e['file_id']} {e['path']}: {e['error']}"
+            for e in data["recent_errors"]
+        ]
     return "\n".join(lines)
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:
     settings = load_or_exit(args.config).settings
     method, path = TRIGGERS[args.what]
-    host = settings.server.host if settings.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    host = (
+        settings.server.host
+        if settings.server.host not in ("0.0.0.0", "::")
+        else "127.0.0.1"
+    )
     headers = {"X-API-Key": settings.auth.api_key} if settings.auth.api_key else {}
     url = f"http://{host}:{settings.server.port}{path}"
     try:
         response = httpx.request(method, url, headers=headers, json={}, timeout=30)
     except httpx.HTTPError as exc:
-        print(f"cannot reach the daemon at {url}: {type(exc).__name__}", file=sys.stderr)
+        print(
+            f"cannot reach the daemon at {url}: {type(exc).__name__}", file=sys.stderr
+        )
         return 1
     print(json.dumps(_json_or_text(response), indent=2))
     return 0 if response.status_code < 400 else 1

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_CONFIG_PATH = Path("/etc/media-pipeline/config.yaml")
 CONFIG_ENV = "MEDIA_PIPELINE_CONFIG"
@@ -151,6 +158,12 @@ class DbuiSettings(Section):
     enabled: bool = False
     password: str = ""
 
+    @model_validator(mode="after")
+    def _password_needed(self) -> DbuiSettings:
+        if self.enabled and not self.password:
+            raise ValueError("password: must be set when dbui.enabled is true")
+        return self
+
 
 class LoggingSettings(Section):
     level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -199,7 +212,9 @@ def all_keys(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:
     return keys
 
 
-def resolve_path(cli_path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
+def resolve_path(
+    cli_path: str | os.PathLike[str] | None, environ: Mapping[str, str]
+) -> Path:
     """`-c` first, then $MEDIA_PIPELINE_CONFIG, then /etc/media-pipeline/config.yaml."""
     if cli_path:
         return Path(cli_path)
@@ -233,12 +248,17 @@ def format_errors(exc: ValidationError) -> list[str]:
     """One `key.path: what is wrong (got VALUE)` line per pydantic error."""
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
+        loc, value = tuple(err["loc"]), err["input"]
+        message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key"
-        else:
-            message = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{key}: {message} (got {_format_value(err['loc'], err['input'])})")
+        # A section-level check names its key as "key: problem"; move it into the path.
+        named = re.match(r"^([a-z_]+): (.*)$", message)
+        if named and isinstance(value, dict):
+            loc, message = (*loc, named.group(1)), named.group(2)
+            value = value.get(named.group(1), "")
+        key = ".".join(str(p) for p in loc)
+        lines.append(f"{key}: {message} (got {_format_value(loc, value)})")
     return lines
 
 
@@ -257,21 +277,29 @@ def read_raw(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError([f"config: file not found (got {str(path)!r})"]) from None
     except OSError as exc:
-        raise ConfigError([f"config: cannot read: {exc.strerror} (got {str(path)!r})"]) from None
+        raise ConfigError(
+            [f"config: cannot read: {exc.strerror} (got {str(path)!r})"]
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "unknown line"
-        raise ConfigError([f"config: invalid YAML at {where} (got {str(path)!r})"]) from None
+        raise ConfigError(
+            [f"config: invalid YAML at {where} (got {str(path)!r})"]
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError([f"config: must be a mapping of sections (got {type(data).__name__})"])
+        raise ConfigError(
+            [f"config: must be a mapping of sections (got {type(data).__name__})"]
+        )
     return data
 
 
-def _apply_secrets(settings: Settings, environ: Mapping[str, str], dotenv: dict[str, str]) -> None:
+def _apply_secrets(
+    settings: Settings, environ: Mapping[str, str], dotenv: dict[str, str]
+) -> None:
     for section, key, var in SECRET_ENV:
         sec = getattr(settings, section)
         if not getattr(sec, key):
@@ -286,7 +314,9 @@ def _resolve_paths(settings: Settings, base: Path) -> None:
     settings.database.path = (base / settings.database.path.expanduser()).resolve()
 
 
-def build(raw: Mapping[str, Any], path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+def build(
+    raw: Mapping[str, Any], path: Path, environ: Mapping[str, str] | None = None
+) -> Settings:
     """Validate `raw`, fill secrets from the environment/.env, resolve relative paths."""
     environ = os.environ if environ is None else environ
     settings = validate(raw)
@@ -295,7 +325,10 @@ def build(raw: Mapping[str, Any], path: Path, environ: Mapping[str, str] | None 
     return settings
 
 
-def load(cli_path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+def load(
+    cli_path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LoadedConfig:
     """Find, read and validate the config; raises ConfigError (never a traceback)."""
     environ = os.environ if environ is None else environ
     path = resolve_path(cli_path, environ)
@@ -305,7 +338,10 @@ def load(cli_path: str | os.PathLike[str] | None = None, environ: Mapping[str, s
 
 def folder_keys(settings: Settings) -> dict[str, Path]:
     """Folders the daemon creates and writes, by config key."""
-    folders = {f"paths.{name}": getattr(settings.paths, name) for name in PathsSettings.model_fields}
+    folders = {
+        f"paths.{name}": getattr(settings.paths, name)
+        for name in PathsSettings.model_fields
+    }
     folders["database.path"] = settings.database.path.parent
     return folders
 
@@ -320,7 +356,9 @@ def ensure_folders(settings: Settings) -> None:
                 raise PermissionError(13, "Permission denied")
         except OSError as exc:
             reason = exc.strerror or str(exc)
-            problems.append(f"{key}: cannot create or write folder: {reason} (got {str(folder)!r})")
+            problems.append(
+                f"{key}: cannot create or write folder: {reason} (got {str(folder)!r})"
+            )
     if problems:
         raise ConfigError(problems)
 
@@ -351,7 +389,9 @@ def deep_merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def unmask_patch(patch: Mapping[str, Any], current_raw: Mapping[str, Any]) -> dict[str, Any]:
+def unmask_patch(
+    patch: Mapping[str, Any], current_raw: Mapping[str, Any]
+) -> dict[str, Any]:
     """Drop secrets sent back as MASK so the stored secret is kept."""
     out = copy.deepcopy(dict(patch))
     for section, key in SECRET_KEYS:
@@ -398,7 +438,9 @@ RESTART_KEYS = (
 )
 
 
-def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+def changed_keys(
+    old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = ""
+) -> list[str]:
     """Dotted keys whose values differ between two config mappings."""
     keys = []
     for key in sorted(set(old) | set(new)):

@@ -34,7 +34,9 @@ class FileConfigPort:
                 raise ValueError(exc.problems) from None
             old_view = cfg.mask(cfg.settings_dict(self.loaded.settings))
             new_view = cfg.mask(cfg.settings_dict(new))
-            keys = cfg.changed_keys(cfg.settings_dict(self.loaded.settings), cfg.settings_dict(new))
+            keys = cfg.changed_keys(
+                cfg.settings_dict(self.loaded.settings), cfg.settings_dict(new)
+            )
             cfg.save_atomic(self.loaded.path, merged)
             self._audit(keys, old_view, new_view)
             self._apply_live(new, cfg.restart_required(keys), keys)
@@ -44,11 +46,16 @@ class FileConfigPort:
     def _audit(self, keys: list[str], old: dict[str, Any], new: dict[str, Any]) -> None:
         self.ctx.writer.call(
             lambda: ConfigChange.create(
-                keys=json.dumps(keys), old=json.dumps(old), new=json.dumps(new), source="api"
+                keys=json.dumps(keys),
+                old=json.dumps(old),
+                new=json.dumps(new),
+                source="api",
             )
         )
 
-    def _apply_live(self, new: cfg.Settings, restart: list[str], keys: list[str]) -> None:
+    def _apply_live(
+        self, new: cfg.Settings, restart: list[str], keys: list[str]
+    ) -> None:
         """Copy every changed key that applies at once into the running settings."""
         for secret in (new.syncthing.api_key, new.auth.api_key, new.dbui.password):
             add_secret(secret)
@@ -56,4 +63,8 @@ class FileConfigPort:
             if key in restart:
                 continue
             section, name = key.split(".", 1)
-            setattr(getattr(self.loaded.settings, section), name, getattr(getattr(new, section), name))
+            setattr(
+                getattr(self.loaded.settings, section),
+                name,
+                getattr(getattr(new, section), name),
+            )

@@ -39,14 +39,20 @@ def _stderr_format(record: Any) -> str:
         f"{k}={record['extra'][k]}" for k in CONTEXT_FIELDS if k in record["extra"]
     )
     suffix = f" [{fields}]" if fields else ""
-    return "{level: <7} {name}: {message}" + suffix.replace("{", "{{").replace("}", "}}") + "\n{exception}"
+    return (
+        "{level: <7} {name}: {message}"
+        + suffix.replace("{", "{{").replace("}", "}}")
+        + "\n{exception}"
+    )
 
 
 def setup(log_dir: Path | None, level: str = "INFO", rotation_mb: float = 10) -> None:
     """Configure sinks: stderr always, JSON file in `log_dir` when given."""
     logger.remove()
     logger.configure(patcher=_patch)
-    logger.add(sys.stderr, level=level, format=_stderr_format, backtrace=False, diagnose=False)
+    logger.add(
+        sys.stderr, level=level, format=_stderr_format, backtrace=False, diagnose=False
+    )
     if log_dir is not None:
         logger.add(
             str(Path(log_dir) / LOG_NAME),

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from loguru import logger
 
+from pipeline import batch, cleanup, sort, sync
 from pipeline.context import Context
 from pipeline.jobs import Jobs
+
+SORT_INTERVAL = 10.0
 
 
 class Scheduler:
@@ -20,27 +24,84 @@ class Scheduler:
         self.jobs = jobs
         self.syncthing_state = "unknown"
         self._scheduler = BackgroundScheduler(
-            timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
+            timezone="UTC",
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": 30,
+            },
         )
 
     def start(self) -> None:
         for name, fn, seconds in self.periodic():
             self.add(name, fn, seconds)
         self._scheduler.start()
+        # Batches left BUILDING by a crash are finished at once, not at the next tick.
+        self._scheduler.add_job(
+            self._guard("resume", lambda: batch.resume_building(self.ctx))
+        )
 
     def periodic(self) -> list[tuple[str, Callable[[], Any], float]]:
         """(name, function, interval seconds) of every periodic job, in one place."""
-        return []
+        s = self.ctx.settings
+        jobs: list[tuple[str, Callable[[], Any], float]] = []
+        if s.batch.auto_create:
+            jobs.append(
+                (
+                    "batch",
+                    self.batch_tick,
+                    batch.timer_interval(s.batch.max_age_seconds),
+                )
+            )
+        if s.syncthing.enabled:
+            jobs.append(("sync", self.sync_tick, s.syncthing.poll_interval_seconds))
+        if s.sort.auto:
+            jobs.append(("sort", self.sort_tick, SORT_INTERVAL))
+        jobs.append(("cleanup", self.cleanup_tick, s.cleanup.interval_seconds))
+        return jobs
+
+    def batch_tick(self) -> None:
+        made = batch.auto_create(self.ctx)
+        if (
+            made
+            and self.ctx.settings.syncthing.enabled
+            and self.ctx.settings.syncthing.auto_start
+        ):
+            self.now("sync")
+
+    def sync_tick(self) -> None:
+        if self.ctx.settings.syncthing.auto_start:
+            sync.start_sync(self.ctx)
+        self.syncthing_state = sync.poll(self.ctx)
+        if self.ctx.settings.sort.auto:
+            self.now("sort")
+
+    def sort_tick(self) -> None:
+        if sort.sortable_batches(self.ctx):
+            self.jobs.run_inline("sort", lambda h: sort.sort_job(self.ctx, h))
+
+    def cleanup_tick(self) -> None:
+        cleanup.run_cleanup(self.ctx)
+
+    def now(self, name: str) -> None:
+        """Run a periodic job as soon as possible (it never runs twice at once)."""
+        job = self._scheduler.get_job(name)
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC))
 
     def add(self, name: str, fn: Callable[[], Any], seconds: float) -> None:
-        self._scheduler.add_job(self._guard(name, fn), "interval", seconds=seconds, id=name, name=name)
+        self._scheduler.add_job(
+            self._guard(name, fn), "interval", seconds=seconds, id=name, name=name
+        )
 
     def _guard(self, name: str, fn: Callable[[], Any]) -> Callable[[], None]:
         def run() -> None:
             try:
                 fn()
             except Exception:
-                logger.bind(event=name, status="failed").exception("scheduled {} failed", name)
+                logger.bind(event=name, status="failed").exception(
+                    "scheduled {} failed", name
+                )
 
         return run
 

@@ -87,7 +87,9 @@ class Service:
         recovered = fsops.recover(writer)
         interrupted = fail_interrupted(writer)
         logger.bind(event="start").info(
-            "recovered moves {}; interrupted jobs marked failed: {}", recovered, interrupted
+            "recovered moves {}; interrupted jobs marked failed: {}",
+            recovered,
+            interrupted,
         )
         ctx = Context(
             settings=s,
@@ -126,7 +128,10 @@ class Service:
         if not st.enabled:
             return None
         return SyncthingClient(
-            st.url, st.api_key, timeout=st.timeout_seconds, transport=self.syncthing_transport
+            st.url,
+            st.api_key,
+            timeout=st.timeout_seconds,
+            transport=self.syncthing_transport,
         )
 
     def _make_watcher(self) -> InboxWatcher:
@@ -173,7 +178,10 @@ class Service:
 
     def status_line(self) -> str:
         counts = status.file_counts()
-        return ", ".join(f"{k.lower()} {v}" for k, v in counts.items() if v) or "no files yet"
+        return (
+            ", ".join(f"{k.lower()} {v}" for k, v in counts.items() if v)
+            or "no files yet"
+        )
 
     # shutdown ---------------------------------------------------------------------
 
@@ -252,10 +260,14 @@ class Service:
     def _announce_ready(self) -> None:
         self.notifier.ready(self.status_line())
         if self.notifier.watchdog_interval():
-            self._watchdog = WatchdogThread(self.notifier, self.healthy, self.status_line)
+            self._watchdog = WatchdogThread(
+                self.notifier, self.healthy, self.status_line
+            )
             self._watchdog.start()
         logger.bind(event="start", status="listening").info(
-            "listening on http://{}:{}", self.settings.server.host, self.settings.server.port
+            "listening on http://{}:{}",
+            self.settings.server.host,
+            self.settings.server.port,
         )
 
     def _install_signals(self) -> dict[int, Any]:
@@ -264,7 +276,9 @@ class Service:
             if self.server is not None:
                 self.server.should_exit = True
 
-        return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        return {
+            sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
 
     @staticmethod
     def _restore_signals(previous: dict[int, Any]) -> None:

@@ -179,6 +179,11 @@ class Mover:
             entries = self.writer.call(lambda: [self._journal(*p) for p in planned])
             self.checkpoint("journaled")
             done = self._execute_all(planned, entries, results)
+            # One fsync per touched folder, before the moves are recorded as DONE.
+            for folder in {d.parent for _, d in done} | {
+                Path(e.src).parent for e, _ in done
+            }:
+                fsync_dir(folder)
             self.writer.call(lambda: [finish_row(e, d) for e, d in done])
             self.checkpoint("finished")
         finally:
@@ -330,10 +335,8 @@ class Mover:
         regular_file(src)
         dst = self._link_into_place(entry, src)
         self.checkpoint("linked")
-        fsync_dir(dst.parent)
         os.unlink(src)
         self.checkpoint("unlinked")
-        fsync_dir(src.parent)
         return dst
 
     def _copy_move(self, entry: MoveJournal) -> Path:
@@ -347,15 +350,18 @@ class Mover:
             raise
         self.checkpoint("placed")
         os.unlink(tmp)
+        # Across filesystems nothing orders the two journals: make the copy durable
+        # before the source goes.
         fsync_dir(dst.parent)
         self.checkpoint("tmp_removed")
         os.unlink(src)
         self.checkpoint("unlinked")
-        fsync_dir(src.parent)
         return dst
 
     @staticmethod
-    def _copy_verified(src: Path, tmp: Path, expected: str | None, checkpoint: Checkpoint) -> None:
+    def _copy_verified(
+        src: Path, tmp: Path, expected: str | None, checkpoint: Checkpoint
+    ) -> None:
         src_fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         try:
             st = os.fstat(src_fd)

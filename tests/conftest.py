@@ -14,10 +14,20 @@ import yaml
 
 from daemon.config import deep_merge
 
-FOLDERS = ("inbox", "duplicates_dir", "batch_dir", "sync_dir", "sorted_dir", "temp_dir", "log_dir")
+FOLDERS = (
+    "inbox",
+    "duplicates_dir",
+    "batch_dir",
+    "sync_dir",
+    "sorted_dir",
+    "temp_dir",
+    "log_dir",
+)
 
 
-def wait_until(cond: Callable[[], Any], timeout: float = 10, interval: float = 0.02) -> Any:
+def wait_until(
+    cond: Callable[[], Any], timeout: float = 10, interval: float = 0.02
+) -> Any:
     """Poll `cond` until it returns something truthy; fail the test after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:

@@ -8,23 +8,53 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from web import errors
+from web import errors, openapi
 from web.auth import ApiKeyMiddleware
-from web.routes import health
+from web.routes import (
+    batches,
+    cleanup,
+    config,
+    dashboard,
+    dedup,
+    files,
+    health,
+    metrics,
+    sort,
+    sync,
+)
 from web.state import AppState
 
 
 def all_routes() -> list[BaseRoute]:
     """Every route, in one place (the OpenAPI test checks each is documented)."""
-    return [*health.routes]
+    return [
+        *health.routes,
+        *config.routes,
+        *dedup.routes,
+        *files.routes,
+        *batches.routes,
+        *sync.routes,
+        *sort.routes,
+        *cleanup.routes,
+        *dashboard.routes,
+        *metrics.routes,
+        *openapi.routes,
+    ]
 
 
 def create_app(state: AppState, dbui: Any = None) -> Starlette:
     """The app for `state`; `dbui` (settings with enabled/password) mounts sqlite-web."""
+    routes = all_routes()
+    if dbui is not None and dbui.enabled:
+        from web.dbui import dbui_mount
+
+        routes.append(dbui_mount(state.ctx.settings.database.path, dbui.password))
     app = Starlette(
-        routes=all_routes(),
+        routes=routes,
         exception_handlers=errors.HANDLERS,
-        middleware=[Middleware(ApiKeyMiddleware, enabled=state.auth_enabled, key=state.api_key)],
+        middleware=[
+            Middleware(ApiKeyMiddleware, enabled=state.auth_enabled, key=state.api_key)
+        ],
     )
     app.state.media = state
     return app

@@ -29,7 +29,9 @@ def key_matches(presented: str, expected: str) -> bool:
 
 
 class ApiKeyMiddleware:
-    def __init__(self, app: ASGIApp, enabled: Callable[[], bool], key: Callable[[], str]):
+    def __init__(
+        self, app: ASGIApp, enabled: Callable[[], bool], key: Callable[[], str]
+    ):
         self.app = app
         self.enabled = enabled
         self.key = key
@@ -42,7 +44,9 @@ class ApiKeyMiddleware:
         if key_matches(presented_key(headers), self.key()):
             await self.app(scope, receive, send)
             return
-        response = error(401, "missing or invalid API key (X-API-Key or Authorization: Bearer)")
+        response = error(
+            401, "missing or invalid API key (X-API-Key or Authorization: Bearer)"
+        )
         await response(scope, receive, send)
 
     def _needs_key(self, path: str) -> bool:

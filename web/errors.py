@@ -38,7 +38,11 @@ def ok(data: Any, status_code: int = 200) -> JSONResponse:
 
 
 def error(status_code: int, message: str, code: str | None = None) -> JSONResponse:
-    body = {"status": "error", "code": code or CODES.get(status_code, "INTERNAL_ERROR"), "message": message}
+    body = {
+        "status": "error",
+        "code": code or CODES.get(status_code, "INTERNAL_ERROR"),
+        "message": message,
+    }
     return JSONResponse(body, status_code=status_code)
 
 
@@ -49,7 +53,10 @@ async def api_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    messages = {404: f"no route {request.url.path}", 405: f"method {request.method} not allowed"}
+    messages = {
+        404: f"no route {request.url.path}",
+        405: f"method {request.method} not allowed",
+    }
     return error(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
 
 

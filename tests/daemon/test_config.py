@@ -57,15 +57,22 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, expected: str) -> No
 
 
 def test_every_problem_reported_at_once(tmp_path: Path) -> None:
-    lines = problems(tmp_path, "server:\n  port: x\nsystem:\n  max_parallel_fs_ops: 0\n")
-    assert [line.split(":")[0] for line in lines] == ["server.port", "system.max_parallel_fs_ops"]
+    lines = problems(
+        tmp_path, "server:\n  port: x\nsystem:\n  max_parallel_fs_ops: 0\n"
+    )
+    assert [line.split(":")[0] for line in lines] == [
+        "server.port",
+        "system.max_parallel_fs_ops",
+    ]
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     with pytest.raises(cfg.ConfigError) as info:
         cfg.load(tmp_path / "nope.yaml", environ={})
     assert info.value.problems[0].startswith("config: file not found")
-    assert problems(tmp_path, "paths: [unclosed\n")[0].startswith("config: invalid YAML at line")
+    assert problems(tmp_path, "paths: [unclosed\n")[0].startswith(
+        "config: invalid YAML at line"
+    )
     assert "mapping" in problems(tmp_path, "- a\n- b\n")[0]
 
 
@@ -88,7 +95,9 @@ def test_secrets_from_env_and_dotenv(tmp_path: Path) -> None:
     write(tmp_path / ".env", "# comment\nexport MEDIA_PIPELINE_API_KEY='from-dotenv'\n")
     s = cfg.load(path, environ={"SYNCTHING_API_KEY": "st-key"}).settings
     assert s.syncthing.api_key == "st-key" and s.auth.api_key == "from-dotenv"
-    s = cfg.load(path, environ={"MEDIA_PIPELINE_API_KEY": "env-wins-over-dotenv"}).settings
+    s = cfg.load(
+        path, environ={"MEDIA_PIPELINE_API_KEY": "env-wins-over-dotenv"}
+    ).settings
     assert s.auth.api_key == "env-wins-over-dotenv"
     explicit = write(tmp_path / "c.yaml", "auth:\n  api_key: in-file\n")
     assert cfg.load(explicit, environ={}).settings.auth.api_key == "in-file"
@@ -96,7 +105,10 @@ def test_secrets_from_env_and_dotenv(tmp_path: Path) -> None:
 
 def test_relative_paths_resolve_against_config_folder(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
-    path = write(tmp_path / "etc" / "c.yaml", "paths:\n  inbox: ../in\ndatabase:\n  path: db.sqlite\n")
+    path = write(
+        tmp_path / "etc" / "c.yaml",
+        "paths:\n  inbox: ../in\ndatabase:\n  path: db.sqlite\n",
+    )
     s = cfg.load(path, environ={}).settings
     assert s.paths.inbox == tmp_path / "in"
     assert s.database.path == tmp_path / "etc" / "db.sqlite"
@@ -115,14 +127,20 @@ def test_unwritable_folder_names_the_key() -> None:
         conf = root / "c.yaml"
         paths = {k: str(root / "ok" / k) for k in cfg.PathsSettings.model_fields}
         paths["inbox"] = str(locked / "inbox")
-        conf.write_text(yaml.safe_dump({"paths": paths, "database": {"path": str(root / "ok/db")}}))
+        conf.write_text(
+            yaml.safe_dump({"paths": paths, "database": {"path": str(root / "ok/db")}})
+        )
         (root / "ok").mkdir(mode=0o777)
         (root / "ok").chmod(0o777)
         cmd = [sys.executable, "-m", "daemon", "check-config", "-c", str(conf)]
         if os.geteuid() == 0:
             cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2]
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).parents[2],
         )
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("paths.inbox: cannot create or write folder")
@@ -138,7 +156,9 @@ def test_uncreatable_folder_names_the_key(tmp_path: Path) -> None:
     s.paths.inbox = tmp_path / "inbox"
     with pytest.raises(cfg.ConfigError) as info:
         cfg.ensure_folders(s)
-    assert [p.split(":")[0] for p in info.value.problems if "sorted" in p] == ["paths.sorted_dir"]
+    assert [p.split(":")[0] for p in info.value.problems if "sorted" in p] == [
+        "paths.sorted_dir"
+    ]
 
 
 def test_mask_and_unmask(tmp_path: Path) -> None:
@@ -169,7 +189,14 @@ def test_changed_and_restart_keys() -> None:
 
 def test_check_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = write(tmp_path / "good.yaml", f"paths:\n  inbox: {tmp_path}/in\n")
-    good.write_text(yaml.safe_dump({"paths": {k: str(tmp_path / k) for k in cfg.PathsSettings.model_fields}, "database": {"path": str(tmp_path / "db.sqlite")}}))
+    good.write_text(
+        yaml.safe_dump(
+            {
+                "paths": {k: str(tmp_path / k) for k in cfg.PathsSettings.model_fields},
+                "database": {"path": str(tmp_path / "db.sqlite")},
+            }
+        )
+    )
     assert main(["check-config", "-c", str(good)]) == 0
     assert capsys.readouterr().out.strip() == "config OK"
     bad = write(tmp_path / "bad.yaml", "server:\n  port: x\n")
@@ -194,4 +221,6 @@ def test_check_config_never_tracebacks(tmp_path: Path) -> None:
 
 def test_all_keys_lists_leaves() -> None:
     keys = cfg.all_keys()
-    assert "paths.inbox" in keys and "syncthing.device_ids" in keys and "paths" not in keys
+    assert (
+        "paths.inbox" in keys and "syncthing.device_ids" in keys and "paths" not in keys
+    )

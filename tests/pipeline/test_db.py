@@ -15,7 +15,9 @@ from pipeline.models import File, database_proxy
 def dump(path: Path) -> list[tuple[str, str]]:
     con = sqlite3.connect(path)
     try:
-        return sorted(con.execute("SELECT name, sql FROM sqlite_master WHERE sql NOT NULL"))
+        return sorted(
+            con.execute("SELECT name, sql FROM sqlite_master WHERE sql NOT NULL")
+        )
     finally:
         con.close()
 
@@ -73,14 +75,23 @@ def test_writer_commits_before_returning_and_isolates_failures(tmp_path: Path) -
 
     def add(n: int) -> None:
         ids.append(
-            writer.call(lambda: File.create(original_path=f"/{n}", rel_path="x", current_path="/x").id)
+            writer.call(
+                lambda: File.create(
+                    original_path=f"/{n}", rel_path="x", current_path="/x"
+                ).id
+            )
         )
 
     threads = [threading.Thread(target=add, args=(n,)) for n in range(20)]
     for t in threads:
         t.start()
     with pytest.raises(ZeroDivisionError):
-        writer.call(lambda: (File.create(original_path="/bad", rel_path="x", current_path="/x"), 1 / 0))
+        writer.call(
+            lambda: (
+                File.create(original_path="/bad", rel_path="x", current_path="/x"),
+                1 / 0,
+            )
+        )
     for t in threads:
         t.join()
     # A second connection sees every committed row and none of the failed one.

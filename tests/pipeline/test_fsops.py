@@ -14,12 +14,20 @@ import pytest
 
 from pipeline import fsops
 from pipeline.db import Writer, open_database
-from pipeline.fsops import Mover, MoveError, MoveRequest
+from pipeline.fsops import MoveError, Mover, MoveRequest
 from pipeline.models import File, FileStatus, MoveJournal, MoveState, database_proxy
 
 CHILD = Path(__file__).with_name("fsops_child.py")
 LINK_STEPS = ["journaled", "linked", "unlinked", "finished"]
-COPY_STEPS = ["journaled", "copying", "copied", "placed", "tmp_removed", "unlinked", "finished"]
+COPY_STEPS = [
+    "journaled",
+    "copying",
+    "copied",
+    "placed",
+    "tmp_removed",
+    "unlinked",
+    "finished",
+]
 
 
 @pytest.fixture
@@ -33,7 +41,10 @@ def writer(tmp_path: Path) -> Iterator[Writer]:
 def add_file(writer: Writer, path: Path) -> int:
     return writer.call(
         lambda: File.create(
-            original_path=str(path), rel_path=path.name, current_path=str(path), status="HASHED"
+            original_path=str(path),
+            rel_path=path.name,
+            current_path=str(path),
+            status="HASHED",
         ).id
     )
 
@@ -47,7 +58,9 @@ def partials(root: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("force_copy", [False, True])
-def test_move_updates_row_and_journal(tmp_path: Path, writer: Writer, force_copy: bool) -> None:
+def test_move_updates_row_and_journal(
+    tmp_path: Path, writer: Writer, force_copy: bool
+) -> None:
     src = tmp_path / "in" / "a.jpg"
     src.parent.mkdir()
     src.write_bytes(b"x" * 3000)
@@ -62,7 +75,9 @@ def test_move_updates_row_and_journal(tmp_path: Path, writer: Writer, force_copy
     row = File.get_by_id(fid)
     assert (row.current_path, row.status) == (str(dst), FileStatus.DUPLICATE)
     entry = MoveJournal.get()
-    assert entry.state == MoveState.DONE and entry.method == ("copy" if force_copy else "link")
+    assert entry.state == MoveState.DONE and entry.method == (
+        "copy" if force_copy else "link"
+    )
     assert partials(tmp_path) == []
 
 
@@ -75,7 +90,9 @@ def test_clash_gets_a_free_name_and_never_overwrites(
         (tmp_path / "out" / name).write_text(f"existing {name}")
     src = tmp_path / "a.jpg"
     src.write_text("new")
-    dst = Mover(writer, force_copy=force_copy).move(MoveRequest(src, tmp_path / "out" / "a.jpg"))
+    dst = Mover(writer, force_copy=force_copy).move(
+        MoveRequest(src, tmp_path / "out" / "a.jpg")
+    )
     assert dst.name == "a_2.jpg" and dst.read_text() == "new"
     assert (tmp_path / "out" / "a.jpg").read_text() == "existing a.jpg"
     assert (tmp_path / "out" / "a_1.jpg").read_text() == "existing a_1.jpg"
@@ -90,12 +107,16 @@ def test_many_moves_to_one_name_all_survive(tmp_path: Path, writer: Writer) -> N
         (folder / "same.jpg").write_text(str(n))
         sources.append(folder / "same.jpg")
     threads = [
-        threading.Thread(target=mover.move, args=(MoveRequest(s, tmp_path / "out" / "same.jpg"),))
+        threading.Thread(
+            target=mover.move, args=(MoveRequest(s, tmp_path / "out" / "same.jpg"),)
+        )
         for s in sources[:6]
     ]
     for t in threads:
         t.start()
-    results = mover.move_many([MoveRequest(s, tmp_path / "out" / "same.jpg") for s in sources[6:]])
+    results = mover.move_many(
+        [MoveRequest(s, tmp_path / "out" / "same.jpg") for s in sources[6:]]
+    )
     for t in threads:
         t.join()
     assert all(r.ok for r in results)
@@ -103,7 +124,9 @@ def test_many_moves_to_one_name_all_survive(tmp_path: Path, writer: Writer) -> N
     assert contents == sorted(str(n) for n in range(12))
 
 
-def test_bad_sources_are_refused_without_side_effects(tmp_path: Path, writer: Writer) -> None:
+def test_bad_sources_are_refused_without_side_effects(
+    tmp_path: Path, writer: Writer
+) -> None:
     target = tmp_path / "outside.txt"
     target.write_text("not ours")
     link = tmp_path / "link.jpg"
@@ -131,7 +154,15 @@ def test_copy_that_does_not_verify_is_abandoned(tmp_path: Path, writer: Writer) 
     src.write_bytes(b"payload")
     fid = add_file(writer, src)
     result = Mover(writer, force_copy=True).move_many(
-        [MoveRequest(src, tmp_path / "out" / "a.jpg", fid, FileStatus.DUPLICATE, sha256="0" * 64)]
+        [
+            MoveRequest(
+                src,
+                tmp_path / "out" / "a.jpg",
+                fid,
+                FileStatus.DUPLICATE,
+                sha256="0" * 64,
+            )
+        ]
     )[0]
     assert not result.ok and "does not verify" in (result.error or "")
     assert src.read_bytes() == b"payload" and not (tmp_path / "out" / "a.jpg").exists()
@@ -140,7 +171,9 @@ def test_copy_that_does_not_verify_is_abandoned(tmp_path: Path, writer: Writer) 
     assert File.get_by_id(fid).current_path == str(src)
 
 
-def test_link_refused_falls_back_to_copy(tmp_path: Path, writer: Writer, monkeypatch) -> None:
+def test_link_refused_falls_back_to_copy(
+    tmp_path: Path, writer: Writer, monkeypatch
+) -> None:
     calls = {"n": 0}
     real_link = os.link
 
@@ -158,9 +191,21 @@ def test_link_refused_falls_back_to_copy(tmp_path: Path, writer: Writer, monkeyp
     assert MoveJournal.get().method == "copy"
 
 
-def run_child(tmp_path: Path, src: Path, dst: Path, step: str, how: str, method: str, fid: int) -> int:
+def run_child(
+    tmp_path: Path, src: Path, dst: Path, step: str, how: str, method: str, fid: int
+) -> int:
     proc = subprocess.run(
-        [sys.executable, str(CHILD), str(tmp_path / "db.sqlite"), str(src), str(dst), step, how, method, str(fid)],
+        [
+            sys.executable,
+            str(CHILD),
+            str(tmp_path / "db.sqlite"),
+            str(src),
+            str(dst),
+            step,
+            how,
+            method,
+            str(fid),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -194,7 +239,9 @@ def test_crash_matrix(tmp_path: Path, method: str, step: str, how: str) -> None:
     assert len(copies) == 1, f"after {step}: {copies}"
     assert copies[0].read_bytes() == payload
     assert partials(tmp_path) == []
-    assert MoveJournal.select().where(MoveJournal.state == MoveState.PENDING).count() == 0
+    assert (
+        MoveJournal.select().where(MoveJournal.state == MoveState.PENDING).count() == 0
+    )
     row = File.get_by_id(fid)
     assert row.current_path == str(copies[0])
     assert row.status == (FileStatus.DUPLICATE if copies[0] == dst else "HASHED")
@@ -203,7 +250,9 @@ def test_crash_matrix(tmp_path: Path, method: str, step: str, how: str) -> None:
     database_proxy.initialize(None)
 
 
-def test_recovery_when_destination_was_taken_meanwhile(tmp_path: Path, writer: Writer) -> None:
+def test_recovery_when_destination_was_taken_meanwhile(
+    tmp_path: Path, writer: Writer
+) -> None:
     src = tmp_path / "a.jpg"
     src.write_text("mine")
     dst = tmp_path / "out" / "a.jpg"
@@ -212,7 +261,10 @@ def test_recovery_when_destination_was_taken_meanwhile(tmp_path: Path, writer: W
     for method in ("link", "copy"):
         writer.call(
             lambda m=method: MoveJournal.create(
-                src=str(src), dst=str(dst), method=m, tmp=str(dst.with_name(fsops.TEMP_PREFIX + "x-a.jpg"))
+                src=str(src),
+                dst=str(dst),
+                method=m,
+                tmp=str(dst.with_name(fsops.TEMP_PREFIX + "x-a.jpg")),
             )
         )
     counts = fsops.recover(writer)
@@ -220,24 +272,35 @@ def test_recovery_when_destination_was_taken_meanwhile(tmp_path: Path, writer: W
     assert src.read_text() == "mine" and dst.read_text() == "someone else's"
 
 
-def test_recovery_with_both_sides_gone_marks_error(tmp_path: Path, writer: Writer) -> None:
+def test_recovery_with_both_sides_gone_marks_error(
+    tmp_path: Path, writer: Writer
+) -> None:
     fid = add_file(writer, tmp_path / "gone.jpg")
     writer.call(
         lambda: MoveJournal.create(
-            src=str(tmp_path / "gone.jpg"), dst=str(tmp_path / "x.jpg"), method="link", file_id=fid
+            src=str(tmp_path / "gone.jpg"),
+            dst=str(tmp_path / "x.jpg"),
+            method="link",
+            file_id=fid,
         )
     )
     assert fsops.recover(writer)["FAILED"] == 1
     assert File.get_by_id(fid).status == FileStatus.ERROR
 
 
-def test_recovery_places_a_verified_partial_when_source_vanished(tmp_path: Path, writer: Writer) -> None:
+def test_recovery_places_a_verified_partial_when_source_vanished(
+    tmp_path: Path, writer: Writer
+) -> None:
     tmp = tmp_path / (fsops.TEMP_PREFIX + "ab-a.jpg")
     tmp.write_text("content")
     digest = sha(tmp)
     writer.call(
         lambda: MoveJournal.create(
-            src=str(tmp_path / "a.jpg"), dst=str(tmp_path / "a.jpg.out"), tmp=str(tmp), method="copy", sha256=digest
+            src=str(tmp_path / "a.jpg"),
+            dst=str(tmp_path / "a.jpg.out"),
+            tmp=str(tmp),
+            method="copy",
+            sha256=digest,
         )
     )
     assert fsops.recover(writer)["DONE"] == 1

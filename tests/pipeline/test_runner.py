@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from typing import Any
@@ -37,9 +38,14 @@ def test_failing_item_is_reported_and_the_pipeline_goes_on() -> None:
             raise ValueError("three is bad")
         return x
 
-    stages = [Stage("picky", picky, workers=2), Stage("sink", lambda c, x: out.append(x))]
+    stages = [
+        Stage("picky", picky, workers=2),
+        Stage("sink", lambda c, x: out.append(x)),
+    ]
     runner: Runner[None] = Runner(
-        None, stages, lambda ctx, item, stage, exc: errors.append((item, stage, str(exc)))
+        None,
+        stages,
+        lambda ctx, item, stage, exc: errors.append((item, stage, str(exc))),
     )
     runner.start()
     for n in range(6):
@@ -76,13 +82,15 @@ def test_stop_drains_queued_work_and_bounded_queue_blocks() -> None:
         gate.wait(5)
         done.append(x)
 
-    runner: Runner[None] = Runner(None, [Stage("slow", slow)], lambda *a: None, queue_size=2)
+    runner: Runner[None] = Runner(
+        None, [Stage("slow", slow)], lambda *a: None, queue_size=2
+    )
     runner.start()
     runner.submit(0)
     wait_until(lambda: runner.pending() == 1)
     runner.submit(1)
     runner.submit(2)
-    with pytest.raises(Exception):  # queue.Full: the queue is bounded
+    with pytest.raises(queue.Full):  # the queue is bounded
         runner.submit(3, timeout=0.05)
     assert runner.is_alive()
     gate.set()
@@ -94,7 +102,9 @@ def test_stop_drains_queued_work_and_bounded_queue_blocks() -> None:
 
 def test_stop_returns_false_when_a_stage_hangs() -> None:
     hang = threading.Event()
-    runner: Runner[None] = Runner(None, [Stage("hang", lambda c, x: hang.wait(10))], lambda *a: None)
+    runner: Runner[None] = Runner(
+        None, [Stage("hang", lambda c, x: hang.wait(10))], lambda *a: None
+    )
     runner.start()
     runner.submit(1)
     wait_until(lambda: runner.pending() == 1)

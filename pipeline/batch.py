@@ -1,0 +1,282 @@
+"""Batches: UNIQUE files, oldest first, up to batch.max_size_gb, in batch_dir/batch_NNNNNN.
+
+A batch is BUILDING while its files move in; `manifest.json` and `SHA256SUMS` are
+written atomically before it becomes CREATED. A crash while BUILDING is finished by
+`resume_building` (run at start and before every new batch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from pipeline.context import Context
+from pipeline.fsops import MoveRequest, fsync_dir
+from pipeline.models import Batch, BatchStatus, File, FileStatus, utcnow
+
+BUILDING = "BUILDING"
+MANIFEST = "manifest.json"
+SUMS = "SHA256SUMS"
+GB = 1024**3
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What waits for a batch: count, bytes and the age of the oldest file (seconds)."""
+
+    count: int
+    size: int
+    oldest_age: float
+
+
+def waiting(ctx: Context) -> Waiting:
+    rows = File.select(File.size, File.updated_at).where(
+        File.status == FileStatus.UNIQUE, File.batch.is_null()
+    )
+    count, size, oldest = 0, 0, None
+    for row in rows.iterator():
+        count += 1
+        size += row.size or 0
+        oldest = row.updated_at if oldest is None or row.updated_at < oldest else oldest
+    age = (ctx.clock() - oldest).total_seconds() if oldest else 0.0
+    return Waiting(count, size, age)
+
+
+def pick_files(limit_bytes: int) -> list[File]:
+    """UNIQUE files oldest first until the next would pass the limit (at least one)."""
+    chosen, total = [], 0
+    query = (
+        File.select()
+        .where(File.status == FileStatus.UNIQUE, File.batch.is_null())
+        .order_by(File.updated_at, File.id)
+    )
+    for row in query.iterator():
+        size = row.size or 0
+        if chosen and total + size > limit_bytes:
+            break
+        chosen.append(row)
+        total += size
+        if total >= limit_bytes:
+            break
+    return chosen
+
+
+def create_batch(ctx: Context, max_size_gb: float | None = None) -> Batch | None:
+    """Make one batch now; None when nothing waits (never an empty batch)."""
+    limit = int((max_size_gb or ctx.settings.batch.max_size_gb) * GB)
+    with _lock:
+        resume_building(ctx)
+        files = pick_files(limit)
+        if not files:
+            return None
+        batch = ctx.writer.call(lambda: _claim(files))
+        return _build(ctx, batch)
+
+
+def auto_create(ctx: Context) -> list[Batch]:
+    """Full batches while the waiting bytes reach the limit, then one for old files."""
+    made: list[Batch] = []
+    limit = ctx.settings.batch.max_size_gb * GB
+    while True:
+        wait = waiting(ctx)
+        full = wait.size >= limit
+        old = wait.count and wait.oldest_age >= ctx.settings.batch.max_age_seconds
+        if not (full or old):
+            return made
+        batch = create_batch(ctx)
+        if batch is None:
+            return made
+        made.append(batch)
+        if not full:
+            return made
+
+
+def _claim(files: list[File]) -> Batch:
+    """On the writer thread: a BUILDING batch owning `files`."""
+    last = Batch.select(Batch.id).order_by(Batch.id.desc()).first()
+    number = (last.id if last else 0) + 1
+    batch = Batch.create(id=number, name=f"batch_{number:06d}", status=BUILDING)
+    ids = [f.id for f in files]
+    File.update(batch=batch.id, updated_at=utcnow()).where(
+        File.id.in_(ids), File.status == FileStatus.UNIQUE, File.batch.is_null()
+    ).execute()
+    return batch
+
+
+def resume_building(ctx: Context) -> list[Batch]:
+    """Finish every batch a crash left BUILDING."""
+    done = []
+    for batch in Batch.select().where(Batch.status == BUILDING):
+        logger.bind(event="batch", batch_id=batch.id).info("resuming {}", batch.name)
+        finished = _build(ctx, batch)
+        if finished is not None:
+            done.append(finished)
+    return done
+
+
+def folder_of(ctx: Context, batch: Batch) -> Path:
+    return ctx.roots.batch_dir / batch.name
+
+
+def location_of(ctx: Context, batch: Batch) -> Path:
+    """Where the batch folder is now (batch_dir, then sync_dir once handed over)."""
+    return Path(batch.location) if batch.location else folder_of(ctx, batch)
+
+
+def _build(ctx: Context, batch: Batch) -> Batch | None:
+    folder = folder_of(ctx, batch)
+    log = logger.bind(event="batch", batch_id=batch.id)
+    pending = list(
+        File.select().where(File.batch == batch.id, File.status == FileStatus.UNIQUE)
+    )
+    requests = [
+        MoveRequest(
+            Path(f.current_path),
+            folder / f.rel_path,
+            f.id,
+            FileStatus.BATCHED,
+            f.sha256,
+        )
+        for f in pending
+    ]
+    for result in ctx.mover.move_many(requests):
+        if not result.ok:
+            ctx.writer.call(
+                lambda r=result: _release(r.request.file_id, r.error or "move failed")
+            )
+            log.warning("{} not batched: {}", result.request.src, result.error)
+    members = list(File.select().where(File.batch == batch.id).order_by(File.id))
+    if not members:
+        ctx.writer.call(lambda: Batch.delete_by_id(batch.id))
+        _remove_empty_tree(folder)
+        log.info("{} dropped: none of its files could be moved in", batch.name)
+        return None
+    manifest = write_manifest(folder, batch, members)
+    ctx.writer.call(lambda: _created(batch.id, folder, manifest))
+    log.bind(status=BatchStatus.CREATED).info(
+        "{} created: {} files, {} bytes",
+        batch.name,
+        manifest["file_count"],
+        manifest["size_bytes"],
+    )
+    return Batch.get_by_id(batch.id)
+
+
+def _release(file_id: int | None, error: str) -> None:
+    File.update(
+        batch=None,
+        status=FileStatus.ERROR,
+        error=f"batch: {error}",
+        updated_at=utcnow(),
+    ).where(File.id == file_id).execute()
+
+
+def _created(batch_id: int, folder: Path, manifest: dict[str, Any]) -> None:
+    Batch.update(
+        status=BatchStatus.CREATED,
+        file_count=manifest["file_count"],
+        size_bytes=manifest["size_bytes"],
+        location=str(folder),
+        updated_at=utcnow(),
+    ).where(Batch.id == batch_id).execute()
+
+
+def manifest_entry(folder: Path, row: File) -> dict[str, Any]:
+    return {
+        "path": Path(row.current_path).relative_to(folder).as_posix(),
+        "size": row.size,
+        "sha256": row.sha256,
+        "capture_time": row.capture_time.isoformat() if row.capture_time else None,
+        "original_path": row.original_path,
+    }
+
+
+def write_manifest(folder: Path, batch: Batch, members: list[File]) -> dict[str, Any]:
+    """Write manifest.json and SHA256SUMS atomically; returns the manifest."""
+    entries = [manifest_entry(folder, m) for m in members]
+    manifest = {
+        "batch": batch.name,
+        "created_at": batch.created_at.isoformat() + "Z",
+        "file_count": len(entries),
+        "size_bytes": sum(e["size"] or 0 for e in entries),
+        "files": entries,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    sums = "".join(f"{e['sha256']}  {e['path']}\n" for e in entries)
+    write_atomic(folder / SUMS, sums)
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Temp file beside `path`, fsync, rename, fsync the folder."""
+    fd, tmp = tempfile.mkstemp(prefix=".mp-partial-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def _remove_empty_tree(folder: Path) -> None:
+    """Remove a folder tree that holds no files (after a batch was dropped)."""
+    if not folder.is_dir():
+        return
+    for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if sub.is_dir() and not sub.is_symlink():
+            try:
+                sub.rmdir()
+            except OSError:
+                return
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def batch_dict(batch: Batch) -> dict[str, Any]:
+    """A batch as the API shows it (the manifest is added by the detail route)."""
+    return {
+        "id": batch.id,
+        "name": batch.name,
+        "status": batch.status,
+        "file_count": batch.file_count,
+        "size_bytes": batch.size_bytes,
+        "progress": round(batch.progress or 0.0, 2),
+        "bytes_needed": batch.bytes_needed,
+        "location": batch.location,
+        "created_at": _iso(batch.created_at),
+        "synced_at": _iso(batch.synced_at),
+        "sorted_at": _iso(batch.sorted_at),
+        "last_error": batch.last_error,
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() + "Z" if value else None
+
+
+def timer_interval(max_age_seconds: float) -> float:
+    """How often the auto-batch timer looks: often enough to honour max_age_seconds."""
+    return max(1.0, min(30.0, max_age_seconds / 10))

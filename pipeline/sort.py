@@ -1,0 +1,265 @@
+"""Sorting synced batches into sorted_dir/<template> by capture date.
+
+Takes SYNCED batches (or CREATED ones when Syncthing is off). Companions stay
+together: a sidecar goes to its media file's folder, and a video with the same stem
+as a photo in the batch (a Live Photo pair) follows the photo's date folder. A name
+clash with identical content makes the file a DUPLICATE; different content gets
+`name_1.ext`, … from fsops.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from loguru import logger
+
+from pipeline.context import Context
+from pipeline.dates import capture_info
+from pipeline.fsops import MoveRequest, candidate_names, sha256_of
+from pipeline.jobs import JobHandle
+from pipeline.media import is_sidecar, media_kind, sidecar_stem
+from pipeline.models import Batch, BatchStatus, File, FileStatus, utcnow
+
+TO_SORT = (FileStatus.BATCHED, FileStatus.SYNCED)
+
+
+@dataclass
+class Plan:
+    """Where one file goes and why."""
+
+    row: File
+    when: datetime
+    source: str
+    camera: str | None
+    kind: str
+    target: Path | None = None
+    duplicate_of: str | None = None
+
+
+def timezone(ctx: Context) -> tzinfo | None:
+    name = ctx.settings.sort.timezone
+    return ZoneInfo(name) if name else None
+
+
+def sortable_batches(ctx: Context, batch_id: int | None = None) -> list[Batch]:
+    """Batches ready for sorting, oldest first (or just `batch_id` if it is ready)."""
+    ready = [BatchStatus.SYNCED]
+    if not ctx.settings.syncthing.enabled:
+        ready.append(BatchStatus.CREATED)
+    query = Batch.select().where(Batch.status.in_(ready)).order_by(Batch.id)
+    if batch_id is not None:
+        query = query.where(Batch.id == batch_id)
+    return list(query)
+
+
+def render_folder(template: str, plan: Plan) -> Path:
+    """The template filled in: {year}/{month}/{day} zero-padded, {kind}, {camera}."""
+    return Path(
+        template.format(
+            year=f"{plan.when.year:04d}",
+            month=f"{plan.when.month:02d}",
+            day=f"{plan.when.day:02d}",
+            kind=plan.kind,
+            camera=plan.camera or "unknown",
+        )
+    )
+
+
+def plan_batch(ctx: Context, rows: list[File]) -> list[Plan]:
+    """Capture dates for every file, companions aligned with their media file."""
+    tz = timezone(ctx)
+    plans = [_plan_one(row, tz) for row in rows]
+    _align_companions(plans)
+    for plan in plans:
+        plan.target = (
+            ctx.roots.sorted_dir
+            / render_folder(ctx.settings.sort.template, plan)
+            / Path(plan.row.current_path).name
+        )
+    return plans
+
+
+def _plan_one(row: File, tz: tzinfo | None) -> Plan:
+    path = Path(row.current_path)
+    kind = media_kind(path) or "other"
+    try:
+        date, camera = capture_info(path, tz)
+    except OSError as exc:
+        # The move will fail too and mark the file ERROR; plan it anyway.
+        return Plan(row, utcnow(), f"unreadable: {exc.strerror}", None, kind)
+    return Plan(row, date.when, date.source, camera, kind)
+
+
+def _key(path: Path, stem: str) -> tuple[str, str]:
+    return (str(path.parent), stem.lower())
+
+
+def _align_companions(plans: list[Plan]) -> None:
+    """Sidecars and Live Photo videos take the date (and kind/camera) of their photo."""
+    photos = {
+        _key(Path(p.row.current_path), Path(p.row.current_path).stem): p
+        for p in plans
+        if p.kind == "photos"
+    }
+    media = {
+        _key(Path(p.row.current_path), Path(p.row.current_path).stem): p
+        for p in plans
+        if p.kind in ("photos", "videos")
+    }
+    for plan in plans:
+        path = Path(plan.row.current_path)
+        if is_sidecar(path):
+            owner = media.get(_key(path, sidecar_stem(path) or path.stem))
+            owner = photos.get(_key(path, sidecar_stem(path) or path.stem), owner)
+            if owner is not None:
+                _follow(plan, owner)
+        elif plan.kind == "videos":
+            photo = photos.get(_key(path, path.stem))
+            if photo is not None:
+                plan.when, plan.source = photo.when, f"{plan.source}+live-photo"
+                plan.camera = plan.camera or photo.camera
+
+
+def _follow(plan: Plan, owner: Plan) -> None:
+    plan.when, plan.kind, plan.camera = owner.when, owner.kind, owner.camera
+    plan.source = f"companion:{owner.source}"
+
+
+def identical_at(target: Path, row: File) -> Path | None:
+    """An existing file at `target` or its `_N` names with the same content, if any."""
+    for candidate in candidate_names(target):
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            return None
+        if st.st_size == row.size and sha256_of(candidate) == row.sha256:
+            return candidate
+
+
+def sort_batch(ctx: Context, batch: Batch, dry_run: bool = False) -> dict[str, Any]:
+    """Sort one batch; returns counts and, for a dry run, the plan."""
+    rows = list(File.select().where(File.batch == batch.id, File.status.in_(TO_SORT)))
+    plans = plan_batch(ctx, rows)
+    for plan in plans:
+        if not is_sidecar(Path(plan.row.current_path)):
+            same = identical_at(plan.target, plan.row)  # type: ignore[arg-type]
+            plan.duplicate_of = str(same) if same else None
+    if dry_run:
+        return {"batch": batch.name, "planned": [_plan_dict(p) for p in plans]}
+    ctx.writer.call(lambda: _record_dates(plans))
+    moves = [_request(ctx, p) for p in plans]
+    results = ctx.mover.move_many(moves)
+    failed = [r for r in results if not r.ok]
+    for result in failed:
+        ctx.writer.call(
+            lambda r=result: _failed(r.request.file_id, r.error or "move failed")
+        )
+    ctx.writer.call(lambda: _finish_batch(batch.id, len(failed)))
+    duplicates = sum(1 for p in plans if p.duplicate_of)
+    logger.bind(event="sort", batch_id=batch.id, status="SORTED").info(
+        "{}: {} sorted, {} duplicates, {} errors",
+        batch.name,
+        len(plans) - duplicates - len(failed),
+        duplicates,
+        len(failed),
+    )
+    return {
+        "batch": batch.name,
+        "sorted": len(plans) - duplicates - len(failed),
+        "duplicates": duplicates,
+        "errors": len(failed),
+    }
+
+
+def _request(ctx: Context, plan: Plan) -> MoveRequest:
+    src = Path(plan.row.current_path)
+    if plan.duplicate_of:
+        dst = ctx.roots.duplicates_dir / plan.row.rel_path
+        return MoveRequest(src, dst, plan.row.id, FileStatus.DUPLICATE, plan.row.sha256)
+    return MoveRequest(src, plan.target, plan.row.id, FileStatus.SORTED, plan.row.sha256)  # type: ignore[arg-type]
+
+
+def _record_dates(plans: list[Plan]) -> None:
+    """Capture dates (and the library twin of an identical clash) before the moves."""
+    now = utcnow()
+    for plan in plans:
+        values: dict[Any, Any] = {
+            File.capture_time: plan.when,
+            File.capture_source: plan.source,
+            File.target_path: str(plan.target),
+            File.updated_at: now,
+        }
+        if plan.duplicate_of:
+            twin = (
+                File.select(File.id)
+                .where(File.current_path == plan.duplicate_of)
+                .first()
+            )
+            values[File.duplicate_of] = twin.id if twin else None
+        File.update(values).where(File.id == plan.row.id).execute()
+
+
+def _failed(file_id: int | None, error: str) -> None:
+    File.update(
+        status=FileStatus.ERROR, error=f"sort: {error}", updated_at=utcnow()
+    ).where(File.id == file_id).execute()
+
+
+def _finish_batch(batch_id: int, failures: int) -> None:
+    left = File.select().where(File.batch == batch_id, File.status.in_(TO_SORT)).count()
+    if left:
+        return
+    values: dict[str, Any] = {
+        "status": BatchStatus.SORTED,
+        "sorted_at": utcnow(),
+        "updated_at": utcnow(),
+    }
+    values["last_error"] = (
+        f"{failures} files could not be sorted (see their errors)" if failures else None
+    )
+    Batch.update(**values).where(Batch.id == batch_id).execute()
+
+
+def _plan_dict(plan: Plan) -> dict[str, Any]:
+    return {
+        "file_id": plan.row.id,
+        "path": plan.row.current_path,
+        "target": str(plan.target),
+        "capture_time": plan.when.isoformat(),
+        "capture_source": plan.source,
+        "duplicate_of": plan.duplicate_of,
+    }
+
+
+def sort_job(
+    ctx: Context,
+    handle: JobHandle,
+    batch_id: int | None = None,
+    dry_run: bool | None = None,
+) -> dict[str, Any]:
+    """Sort every ready batch (or one); a job function for pipeline.jobs."""
+    dry = ctx.settings.sort.dry_run if dry_run is None else dry_run
+    batches = sortable_batches(ctx, batch_id)
+    handle.set_total(sum(b.file_count for b in batches))
+    reports = []
+    for batch in batches:
+        report = sort_batch(ctx, batch, dry_run=dry)
+        handle.advance(batch.file_count, report.get("errors", 0))
+        reports.append(report)
+    return {"dry_run": dry, "batches": reports}
+
+
+def sort_counts() -> dict[str, int]:
+    """{sorted, pending, errors} for GET /api/sort/status."""
+    return {
+        "sorted": File.select().where(File.status == FileStatus.SORTED).count(),
+        "pending": File.select().where(File.status.in_(TO_SORT)).count(),
+        "errors": File.select()
+        .where(File.status == FileStatus.ERROR, File.error.startswith("sort:"))
+        .count(),
+    }

@@ -1,0 +1,165 @@
+"""SyncthingClient and check_batch against two real Syncthing instances."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from syncthing_env import SyncthingPair, start_pair, syncthing_pair, wait_for
+
+from pipeline.sync_check import BatchFile, SyncVerdict, check_batch, required_devices
+from pipeline.syncthing import SyncthingClient, SyncthingUnauthorized
+
+__all__ = ["syncthing_pair"]  # the fixture, imported so pytest finds it here
+
+SYNC_TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncthingPair]:
+    """One pair shared by the tests that only add new batches."""
+    with start_pair(tmp_path_factory.mktemp("syncthing")) as started:
+        yield started
+
+
+@pytest.fixture
+def client(pair: SyncthingPair) -> Iterator[SyncthingClient]:
+    with pair.client() as c:
+        yield c
+
+
+def make_batch(root: Path, name: str, sizes: dict[str, int]) -> list[BatchFile]:
+    """Write a batch folder of random files; return its files as check_batch wants."""
+    files = []
+    for rel, size in sizes.items():
+        path = root / name / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(size))
+        files.append(BatchFile(rel, size))
+    return files
+
+
+def digests(root: Path, name: str, files: list[BatchFile]) -> dict[str, str]:
+    return {
+        f.path: hashlib.sha256((root / name / f.path).read_bytes()).hexdigest()
+        for f in files
+    }
+
+
+def wait_synced(
+    pair: SyncthingPair, client: SyncthingClient, name: str, files: list[BatchFile]
+) -> SyncVerdict:
+    devices = [pair.remote.device_id]
+
+    def synced() -> SyncVerdict | None:
+        verdict = check_batch(client, pair.folder_id, name, files, devices)
+        return verdict if verdict.synced else None
+
+    return wait_for(f"{name} to sync", synced, SYNC_TIMEOUT, interval=0.2)
+
+
+def test_batch_syncs_with_identical_content(
+    pair: SyncthingPair, client: SyncthingClient
+) -> None:
+    name = "batch_000001"
+    files = make_batch(
+        pair.local_dir,
+        name,
+        {
+            "IMG_0001.jpg": 1_500_000,
+            "2024/VID_0002.mp4": 2_000_000,
+            "manifest.json": 300,
+            "SHA256SUMS": 200,
+        },
+    )
+    devices = required_devices(client, pair.folder_id, [])
+    assert devices == [pair.remote.device_id]
+
+    before = check_batch(client, pair.folder_id, name, files, devices)
+    assert not before.synced and before.progress == 0.0
+    assert "not in the local Syncthing index" in before.detail
+
+    client.scan(pair.folder_id, name)
+    verdict = wait_synced(pair, client, name, files)
+    assert verdict.progress == 100.0 and verdict.bytes_total == 3_500_500
+    assert digests(pair.remote_dir, name, files) == digests(pair.local_dir, name, files)
+
+
+def test_batch_waits_for_a_stopped_remote(
+    pair: SyncthingPair, client: SyncthingClient
+) -> None:
+    name = "batch_000002"
+    devices = [pair.remote.device_id]
+    pair.stop_remote()
+    try:
+        with pair.remote.client(retries=0) as remote:
+            assert remote.health() == "unreachable"
+        files = make_batch(pair.local_dir, name, {"a.jpg": 400_000, "b.jpg": 600_000})
+        client.scan(pair.folder_id, name)
+        for _ in range(2):  # asked twice: nothing changes while the remote is down
+            verdict = check_batch(client, pair.folder_id, name, files, devices)
+            assert not verdict.synced
+            assert verdict.progress < 100.0 and verdict.bytes_needed > 0
+            assert verdict.missing_devices == (pair.remote.device_id,)
+            assert "still needed by" in verdict.detail
+        assert not (pair.remote_dir / name).exists()
+    finally:
+        pair.start_remote()
+    wait_synced(pair, client, name, files)
+    assert digests(pair.remote_dir, name, files) == digests(pair.local_dir, name, files)
+
+
+def test_local_delete_leaves_the_remote_copy(
+    pair: SyncthingPair, client: SyncthingClient
+) -> None:
+    name = "batch_000003"
+    files = make_batch(pair.local_dir, name, {"keep.jpg": 300_000})
+    client.scan(pair.folder_id, name)
+    wait_synced(pair, client, name, files)
+    expected = digests(pair.remote_dir, name, files)
+
+    shutil.rmtree(pair.local_dir / name)
+    client.scan(pair.folder_id, name)
+    rel = f"{name}/keep.jpg"
+    assert client.db_file(pair.folder_id, rel)["global"]["deleted"]  # type: ignore[index]
+
+    with pair.remote.client() as remote:
+
+        def deletion_settled() -> bool:
+            # The remote knows of the delete and has nothing left to do about it;
+            # without ignoreDelete it would still need (then perform) the delete.
+            entry = remote.db_file(pair.folder_id, rel) or {}
+            status = remote.folder_status(pair.folder_id)
+            return bool(
+                entry.get("global", {}).get("deleted")
+                and status["needTotalItems"] == 0
+                and status["state"] == "idle"
+            )
+
+        wait_for("remote to take in the delete", deletion_settled, SYNC_TIMEOUT)
+        assert not remote.db_file(pair.folder_id, rel)["local"]["deleted"]  # type: ignore[index]
+    assert digests(pair.remote_dir, name, files) == expected
+
+
+def test_wrong_api_key_is_unauthorized(syncthing_pair: SyncthingPair) -> None:
+    wrong = "not-the-key-" + syncthing_pair.api_key[::-1]
+    with SyncthingClient(syncthing_pair.url, wrong, retries=3, sleep=_no_sleep) as bad:
+        with pytest.raises(SyncthingUnauthorized) as info:
+            bad.my_id()
+        assert bad.health() == "unauthorized"
+        with pytest.raises(SyncthingUnauthorized):
+            check_batch(bad, syncthing_pair.folder_id, "batch_000001", [], ["X"])
+    assert wrong not in str(info.value) and syncthing_pair.api_key not in str(
+        info.value
+    )
+    with syncthing_pair.client() as good:
+        assert good.my_id() == syncthing_pair.local.device_id
+        assert good.health() == "ok"
+
+
+def _no_sleep(_: float) -> None:
+    raise AssertionError("an unauthorized answer must not be retried")

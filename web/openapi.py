@@ -1,0 +1,465 @@
+"""The OpenAPI 3 document of every route (served at /openapi.json, copied to docs/)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from pipeline import __version__
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _ok(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["status", "data"],
+        "properties": {"status": {"const": "ok"}, "data": data},
+    }
+
+
+def _response(text: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"description": text, "content": {"application/json": {"schema": _ok(data)}}}
+
+
+def _error(text: str) -> dict[str, Any]:
+    return {
+        "description": text,
+        "content": {"application/json": {"schema": _ref("Error")}},
+    }
+
+
+def _body(props: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "additionalProperties": False, "properties": props}
+    return {"required": False, "content": {"application/json": {"schema": schema}}}
+
+
+def _obj(**props: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": props}
+
+
+def _job_answer() -> dict[str, Any]:
+    return _obj(job=_ref("Job"))
+
+
+INT = {"type": "integer"}
+NUM = {"type": "number"}
+STR = {"type": "string"}
+BOOL = {"type": "boolean"}
+COMMON = {"400": _error("invalid request"), "401": _error("missing or wrong API key")}
+ID_PARAM = [{"name": "id", "in": "path", "required": True, "schema": INT}]
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["status", "code", "message"],
+        "properties": {
+            "status": {"const": "error"},
+            "code": {
+                "enum": [
+                    "VALIDATION_ERROR",
+                    "UNAUTHORIZED",
+                    "NOT_FOUND",
+                    "CONFLICT",
+                    "RATE_LIMITED",
+                    "INTERNAL_ERROR",
+                    "DEPENDENCY_ERROR",
+                ]
+            },
+            "message": STR,
+        },
+    },
+    "Job": _obj(
+        id=INT,
+        kind=STR,
+        status={"enum": ["QUEUED", "RUNNING", "DONE", "FAILED"]},
+        started_at=STR,
+        finished_at=STR,
+        total=INT,
+        done=INT,
+        progress=NUM,
+        errors=INT,
+        message=STR,
+        result={"type": "object"},
+    ),
+    "File": _obj(
+        id=INT,
+        original_path=STR,
+        current_path=STR,
+        size=INT,
+        sha256=STR,
+        phash=STR,
+        status={
+            "enum": [
+                "NEW",
+                "HASHED",
+                "UNIQUE",
+                "DUPLICATE",
+                "BATCHED",
+                "SYNCED",
+                "SORTED",
+                "ERROR",
+            ]
+        },
+        duplicate_of=INT,
+        near_duplicate_of=INT,
+        near_distance=INT,
+        batch=INT,
+        capture_time=STR,
+        capture_source=STR,
+        target_path=STR,
+        error=STR,
+        created_at=STR,
+        updated_at=STR,
+    ),
+    "Batch": _obj(
+        id=INT,
+        name=STR,
+        status={
+            "enum": ["BUILDING", "CREATED", "SYNCING", "SYNCED", "SORTED", "ERROR"]
+        },
+        file_count=INT,
+        size_bytes=INT,
+        progress=NUM,
+        bytes_needed=INT,
+        location=STR,
+        created_at=STR,
+        synced_at=STR,
+        sorted_at=STR,
+        last_error=STR,
+        manifest={"type": "object"},
+    ),
+}
+
+COUNTS = {"type": "object", "additionalProperties": INT}
+
+PATHS: dict[str, Any] = {
+    "/health": {
+        "get": {
+            "summary": "Version, uptime and component states (never needs auth)",
+            "security": [],
+            "responses": {
+                "200": _response(
+                    "healthy", _obj(version=STR, uptime_seconds=NUM, components=COUNTS)
+                ),
+                "503": _response(
+                    "the database is unusable", _obj(components={"type": "object"})
+                ),
+            },
+        }
+    },
+    "/api/config": {
+        "get": {
+            "summary": "The configuration, secrets masked",
+            "responses": {
+                "200": _response("config", _obj(config={"type": "object"})),
+                **COMMON,
+            },
+        },
+        "put": {
+            "summary": "Deep-merge a JSON patch, validate, save atomically, audit",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "responses": {
+                "200": _response(
+                    "new config",
+                    _obj(
+                        config={"type": "object"},
+                        restart_required={"type": "array", "items": STR},
+                    ),
+                ),
+                **COMMON,
+            },
+        },
+    },
+    "/api/dedup/start": {
+        "post": {
+            "summary": "Start a job: scan the inbox for unknown files, hash and de-duplicate",
+            "requestBody": _body({}),
+            "responses": {
+                "202": _response(
+                    "the job (the running one if already running)", _job_answer()
+                ),
+                **COMMON,
+            },
+        }
+    },
+    "/api/dedup/status": {
+        "get": {
+            "summary": "Latest dedup job and counts",
+            "responses": {
+                "200": _response(
+                    "status",
+                    _obj(
+                        job=_ref("Job"),
+                        counts=_obj(
+                            seen=INT,
+                            hashed=INT,
+                            unique=INT,
+                            duplicates=INT,
+                            near_duplicates=INT,
+                            errors=INT,
+                        ),
+                    ),
+                ),
+                **COMMON,
+            },
+        }
+    },
+    "/api/batch/create": {
+        "post": {
+            "summary": "Make one batch now",
+            "requestBody": _body(
+                {"max_size_gb": {"type": "number", "exclusiveMinimum": 0}}
+            ),
+            "responses": {
+                "201": _response("batch created", _obj(batch=_ref("Batch"))),
+                "200": _response("nothing waits", _obj(batch={"type": "null"})),
+                **COMMON,
+            },
+        }
+    },
+    "/api/batches": {
+        "get": {
+            "summary": "Batches, newest first",
+            "parameters": [
+                {"name": "status", "in": "query", "schema": STR},
+                {"name": "limit", "in": "query", "schema": INT},
+            ],
+            "responses": {
+                "200": _response(
+                    "batches", _obj(batches={"type": "array", "items": _ref("Batch")})
+                ),
+                **COMMON,
+            },
+        }
+    },
+    "/api/batches/{id}": {
+        "get": {
+            "summary": "One batch with its manifest",
+            "parameters": ID_PARAM,
+            "responses": {
+                "200": _response("batch", _obj(batch=_ref("Batch"))),
+                "404": _error("unknown or non-numeric id"),
+                **COMMON,
+            },
+        }
+    },
+    "/api/sync/start": {
+        "post": {
+            "summary": "Move CREATED batches (or one) into the Syncthing folder",
+            "requestBody": _body({"batch_id": INT}),
+            "responses": {
+                "202": _response(
+                    "batches handed over",
+                    _obj(batches={"type": "array", "items": _ref("Batch")}),
+                ),
+                "404": _error("unknown batch"),
+                "409": _error("Syncthing disabled, or the batch is not CREATED"),
+                "502": _error("Syncthing failed"),
+                **COMMON,
+            },
+        }
+    },
+    "/api/sync/status": {
+        "get": {
+            "summary": "Batches on their way through Syncthing",
+            "responses": {
+                "200": _response(
+                    "status",
+                    _obj(
+                        batches={
+                            "type": "array",
+                            "items": _obj(
+                                id=INT,
+                                name=STR,
+                                status=STR,
+                                progress=NUM,
+                                bytes_total=INT,
+                                bytes_needed=INT,
+                                last_error=STR,
+                            ),
+                        }
+                    ),
+                ),
+                **COMMON,
+            },
+        }
+    },
+    "/api/sort/start": {
+        "post": {
+            "summary": "Start a sort job for ready batches (or one)",
+            "requestBody": _body({"batch_id": INT, "dry_run": BOOL}),
+            "responses": {
+                "202": _response("the job", _job_answer()),
+                "404": _error("unknown batch"),
+                **COMMON,
+            },
+        }
+    },
+    "/api/sort/status": {
+        "get": {
+            "summary": "Latest sort job and counts",
+            "responses": {
+                "200": _response(
+                    "status",
+                    _obj(
+                        job=_ref("Job"),
+                        counts=_obj(sorted=INT, pending=INT, errors=INT),
+                    ),
+                ),
+                **COMMON,
+            },
+        }
+    },
+    "/api/cleanup/run": {
+        "post": {
+            "summary": "Run the cleanup now",
+            "requestBody": _body({"dry_run": BOOL}),
+            "responses": {
+                "200": _response(
+                    "actions taken (or that would be)",
+                    _obj(
+                        dry_run=BOOL,
+                        actions={
+                            "type": "array",
+                            "items": _obj(action=STR, path=STR, reason=STR),
+                        },
+                    ),
+                ),
+                **COMMON,
+            },
+        }
+    },
+    "/api/dashboard": {
+        "get": {
+            "summary": "Counts, storage, recent errors and files per hour",
+            "responses": {
+                "200": _response(
+                    "dashboard",
+                    _obj(
+                        files=_obj(total=INT, by_status=COUNTS),
+                        unique=INT,
+                        duplicates=INT,
+                        near_duplicates=INT,
+                        batches=_obj(total=INT, by_status=COUNTS),
+                        storage=_obj(
+                            inbox=INT,
+                            duplicates_dir=INT,
+                            batch_dir=INT,
+                            sync_dir=INT,
+                            sorted_dir=INT,
+                        ),
+                        recent_errors={
+                            "type": "array",
+                            "items": _obj(file_id=INT, path=STR, error=STR, at=STR),
+                        },
+                        files_per_hour={
+                            "type": "array",
+                            "items": _obj(hour=STR, count=INT),
+                        },
+                    ),
+                ),
+                **COMMON,
+            },
+        }
+    },
+    "/api/files": {
+        "get": {
+            "summary": "Files, paginated by id",
+            "parameters": [
+                {"name": "status", "in": "query", "schema": STR},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                },
+                {"name": "after", "in": "query", "schema": INT},
+            ],
+            "responses": {
+                "200": _response(
+                    "a page",
+                    _obj(
+                        files={"type": "array", "items": _ref("File")}, next_after=INT
+                    ),
+                ),
+                **COMMON,
+            },
+        }
+    },
+    "/api/files/{id}": {
+        "get": {
+            "summary": "One file",
+            "parameters": ID_PARAM,
+            "responses": {
+                "200": _response("file", _obj(file=_ref("File"))),
+                "404": _error("unknown id"),
+                **COMMON,
+            },
+        }
+    },
+    "/api/duplicates": {
+        "get": {
+            "summary": "Near-duplicate groups for review",
+            "responses": {
+                "200": _response("groups", _obj(groups={"type": "array"})),
+                **COMMON,
+            },
+        }
+    },
+    "/dashboard": {
+        "get": {
+            "summary": "The HTML dashboard",
+            "responses": {
+                "200": {"description": "HTML page", "content": {"text/html": {}}}
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics",
+            "responses": {
+                "200": {"description": "text format", "content": {"text/plain": {}}},
+                "401": COMMON["401"],
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "responses": {
+                "200": {"description": "OpenAPI 3", "content": {"application/json": {}}}
+            },
+        }
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Media Pipeline", "version": __version__},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
+        },
+        "security": [{"apiKey": []}, {"bearer": []}],
+        "paths": PATHS,
+    }
+
+
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(document())
+
+
+routes = [Route("/openapi.json", openapi, methods=["GET"])]
