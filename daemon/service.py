@@ -27,6 +27,7 @@ from daemon.scheduler import Scheduler
 from daemon.watcher import InboxWatcher
 from pipeline import __version__, fsops, status
 from pipeline.context import Context, Roots
+from pipeline.batch import resume_building
 from pipeline.db import Writer, open_database
 from pipeline.jobs import Jobs, fail_interrupted
 from pipeline.models import File, FileStatus
@@ -105,6 +106,7 @@ class Service:
         self.runner = Runner(ctx, intake_stages(ctx), record_error, s.system.queue_size)
         self.runner.start()
         self._resume_inbox_rows()
+        resume_building(ctx)  # batches a crash left half-built are finished first
         if s.watcher.enabled:
             self.watcher = self._make_watcher()
             self.watcher.start()

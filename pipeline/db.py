@@ -62,9 +62,10 @@ def _v1_tables(db: SqliteDatabase) -> None:
 
 
 def _v2_indexes(db: SqliteDatabase) -> None:
-    # Belt and braces for race-free dedup: at most one accepted row per content.
+    # The exact-duplicate lookup only ever asks among accepted rows. Not UNIQUE:
+    # sidecars are accepted even when identical to another sidecar.
     db.execute_sql(
-        "CREATE UNIQUE INDEX IF NOT EXISTS files_accepted_sha256 ON files(sha256) "
+        "CREATE INDEX IF NOT EXISTS files_accepted_sha256 ON files(sha256) "
         "WHERE status IN ('UNIQUE','BATCHED','SYNCED','SORTED')"
     )
     db.execute_sql(

@@ -13,6 +13,7 @@ from loguru import logger
 from pipeline.context import Context
 from pipeline.fsops import MoveRequest
 from pipeline.intake import Item
+from pipeline.media import is_sidecar
 from pipeline.models import File, FileStatus, utcnow
 
 
@@ -56,15 +57,7 @@ def decide(ctx: Context, item: Item) -> Decision | None:
     row = File.get_or_none(File.id == item.file_id)
     if row is None or row.status != FileStatus.HASHED:
         return None
-    match = (
-        File.select(File.id)
-        .where(
-            File.sha256 == item.sha256,
-            File.status.in_(FileStatus.ACCEPTED),
-            File.id != item.file_id,
-        )
-        .first()
-    )
+    match = _exact_match(item)
     if match is not None:
         # Status flips to DUPLICATE with the move, so a crash before it re-decides.
         File.update(duplicate_of=match.id, updated_at=utcnow()).where(
@@ -81,6 +74,21 @@ def decide(ctx: Context, item: Item) -> Decision | None:
     if item.phash is not None and ctx.near_index is not None:
         ctx.near_index.add(item.file_id, item.phash)
     return Decision(FileStatus.UNIQUE, near_duplicate_of=near, distance=distance)
+
+
+def _exact_match(item: Item) -> File | None:
+    """An accepted file with the same content; sidecars are never matched."""
+    if is_sidecar(item.path):
+        return None
+    return (
+        File.select(File.id)
+        .where(
+            File.sha256 == item.sha256,
+            File.status.in_(FileStatus.ACCEPTED),
+            File.id != item.file_id,
+        )
+        .first()
+    )
 
 
 def _nearest(ctx: Context, item: Item) -> tuple[int | None, int | None]:

@@ -18,7 +18,7 @@ from pipeline.batch import MANIFEST, SUMS
 from pipeline.context import Context
 from pipeline.fsops import MoveRequest
 from pipeline.models import Batch, BatchStatus, File, FileStatus, utcnow
-from pipeline.sync_check import BatchFile, check_batch
+from pipeline.sync_check import BatchFile, check_batch, required_devices
 from pipeline.syncthing import (
     SyncthingError,
     SyncthingUnauthorized,
@@ -183,7 +183,8 @@ def check_one(ctx: Context, batch: Batch) -> bool:
     st = ctx.settings.syncthing
     folder = ctx.roots.sync_dir / batch.name
     files = batch_files(batch, folder)
-    verdict = check_batch(ctx.syncthing, st.folder_id, batch.name, files, st.device_ids)
+    devices = required_devices(ctx.syncthing, st.folder_id, st.device_ids)
+    verdict = check_batch(ctx.syncthing, st.folder_id, batch.name, files, devices)
     log = logger.bind(event="sync", batch_id=batch.id)
     if not verdict.synced:
         ctx.writer.call(

@@ -80,9 +80,10 @@ def service(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     started: list[Service] = []
 
     def make(**overrides: Any) -> Service:
+        kwargs = overrides.pop("_service_kwargs", {})
         overrides.setdefault("watcher", {}).setdefault("enabled", False)
         path = write_config(tmp_path, **overrides)
-        svc = Service(load(path, environ={}), **overrides.pop("_service_kwargs", {}))
+        svc = Service(load(path, environ={}), **kwargs)
         svc.start()
         started.append(svc)
         return svc

@@ -9,8 +9,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from web.errors import error
 
-OPEN_PATHS = ("/health",)
-OWN_AUTH_PREFIXES = ("/dbui",)
+# The dashboard page and its assets hold no data (the version is public via /health);
+# a browser cannot send a header when it opens a page, so they load without a key and
+# the API calls the page makes need one.
+OPEN_PATHS = ("/health", "/dashboard")
+OPEN_PREFIXES = ("/static", "/dbui")  # /dbui has its own password
 
 
 def presented_key(headers: dict[bytes, bytes]) -> str:
@@ -52,4 +55,4 @@ class ApiKeyMiddleware:
     def _needs_key(self, path: str) -> bool:
         if not self.enabled() or path in OPEN_PATHS:
             return False
-        return not any(path == p or path.startswith(p + "/") for p in OWN_AUTH_PREFIXES)
+        return not any(path == p or path.startswith(p + "/") for p in OPEN_PREFIXES)

@@ -463,3 +463,11 @@ async def openapi(request: Request) -> JSONResponse:
 
 
 routes = [Route("/openapi.json", openapi, methods=["GET"])]
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    json.dump(document(), sys.stdout, indent=2)
+    sys.stdout.write("\n")

@@ -1,0 +1,158 @@
+"""`media-pipeline run` as a real subprocess: health, CLI, SIGTERM, kill -9 and restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tests.conftest import base_config, wait_until
+from tests.pipeline.mediafixtures import make_jpeg
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@contextmanager
+def running(config: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    port = yaml.safe_load(config.read_text())["server"]["port"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "run", "-c", str(config)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            return False
+
+    try:
+        wait_until(up, timeout=30, interval=0.1)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def write(tmp_path: Path, **overrides: Any) -> Path:
+    raw = base_config(
+        tmp_path, watcher={"enabled": True, "settle_seconds": 0.2}, **overrides
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_run_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
+    config = write(tmp_path)
+    with running(config) as (proc, url):
+        health = httpx.get(f"{url}/health").json()["data"]
+        assert health["components"]["database"] == "ok"
+        assert health["components"]["watcher"] in ("inotify", "polling")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert time.monotonic() - started < 10
+        output = proc.stdout.read() if proc.stdout else ""
+        assert "Traceback" not in output
+    log = tmp_path / "log" / "media-pipeline.log"
+    record = json.loads(log.read_text().splitlines()[0])
+    assert "record" in record and "text" in record
+
+
+def test_sigint_also_stops_cleanly(tmp_path: Path) -> None:
+    with running(write(tmp_path)) as (proc, _):
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+
+
+def test_status_trigger_and_version(tmp_path: Path) -> None:
+    config = write(tmp_path, auth={"enabled": True, "api_key": "t" * 20})
+    assert cli("--version").stdout.strip().startswith("media-pipeline ")
+    missing = cli("status", "-c", str(config))
+    assert missing.returncode == 1 and "no database yet" in missing.stderr
+    with running(config) as (proc, url):
+        make_jpeg(tmp_path / "inbox" / "a.jpg", seed=1)
+        wait_until(
+            lambda: "UNIQUE" in cli("status", "-c", str(config)).stdout, timeout=20
+        )
+        triggered = cli("trigger", "batch", "-c", str(config))
+        assert triggered.returncode == 0, triggered.stderr
+        assert json.loads(triggered.stdout)["data"]["batch"]["name"] == "batch_000001"
+        status = json.loads(cli("status", "--json", "-c", str(config)).stdout)
+        assert status["files"]["by_status"]["BATCHED"] == 1
+        assert status["batches"]["by_status"]["CREATED"] == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    down = cli("trigger", "dedup", "-c", str(config))
+    assert down.returncode == 1 and "cannot reach the daemon" in down.stderr
+    bad = cli("run", "-c", str(tmp_path / "nope.yaml"))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_config_from_environment_variable(tmp_path: Path) -> None:
+    config = write(tmp_path)
+    result = cli("check-config", env={"MEDIA_PIPELINE_CONFIG": str(config)})
+    assert result.returncode == 0 and result.stdout.strip() == "config OK"
+
+
+def test_kill_9_during_ingest_then_restart_loses_nothing(tmp_path: Path) -> None:
+    """Every byte that enters the inbox ends up exactly once somewhere, after kill -9."""
+    config = write(tmp_path)
+    inbox = tmp_path / "inbox"
+    staging = tmp_path / "staging"
+    expected = {}
+    for n in range(60):
+        path = make_jpeg(staging / f"d{n % 5}" / f"p{n}.jpg", seed=n, size=(96, 72))
+        expected[path.read_bytes()] = path.name
+    with running(config) as (proc, _):
+        os.rename(staging, inbox / "drop")
+        time.sleep(0.5)
+        proc.kill()
+        proc.wait(10)
+    with running(config) as (proc, url):
+
+        def all_decided() -> bool:
+            counts = httpx.get(f"{url}/api/dedup/status").json()["data"]["counts"]
+            return counts["unique"] + counts["duplicates"] + counts["errors"] == 60
+
+        wait_until(all_decided, timeout=60)
+        assert httpx.post(f"{url}/api/batch/create").status_code == 201
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    found: dict[bytes, list[Path]] = {}
+    for folder in ("inbox", "duplicates", "batch", "sorted"):
+        for path in (tmp_path / folder).rglob("*.jpg"):
+            found.setdefault(path.read_bytes(), []).append(path)
+    assert set(found) == set(expected)
+    assert all(len(paths) == 1 for paths in found.values())
+    assert not list(tmp_path.rglob(".mp-partial-*"))

@@ -1,0 +1,189 @@
+"""The sync stage against a Syncthing that fails: 500, timeouts, 403, malformed JSON.
+
+A real Syncthing cannot be made to answer like this, so these use httpx.MockTransport;
+tests/integration/test_sync_daemon.py covers the real thing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pipeline import batch as batches
+from pipeline import sync
+from pipeline.models import Batch, BatchStatus, File, FileStatus
+from pipeline.syncthing import SyncthingClient
+from tests.conftest import wait_until
+
+ME, REMOTE = "AAAAAAA-ME", "BBBBBBB-REMOTE"
+
+
+class FakeSyncthing:
+    """Answers like Syncthing; `fault` makes every call fail in one way."""
+
+    def __init__(self, sync_dir: Path):
+        self.sync_dir = sync_dir
+        self.fault: str | None = None
+        self.need: list[dict[str, Any]] = []
+        self.calls: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(request.url.path)
+        if self.fault == "500":
+            return httpx.Response(500, text="internal")
+        if self.fault == "timeout":
+            raise httpx.ReadTimeout("slow", request=request)
+        if self.fault == "403":
+            return httpx.Response(403, text="CSRF Error")
+        if self.fault == "malformed":
+            return httpx.Response(200, text="{not json")
+        return self.answer(request)
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        path, params = request.url.path, request.url.params
+        if path == "/rest/system/status":
+            return httpx.Response(200, json={"myID": ME})
+        if path == "/rest/system/ping":
+            return httpx.Response(200, json={"ping": "pong"})
+        if path == "/rest/config/devices":
+            return httpx.Response(200, json=[{"deviceID": ME}, {"deviceID": REMOTE}])
+        if path.startswith("/rest/config/folders/"):
+            devices = [{"deviceID": ME}, {"deviceID": REMOTE}]
+            return httpx.Response(200, json={"id": "media", "devices": devices})
+        if path == "/rest/db/scan":
+            return httpx.Response(200, text="")
+        if path == "/rest/db/file":
+            return self.file_info(params["file"])
+        if path == "/rest/db/remoteneed":
+            page = int(params.get("page", 1))
+            files = self.need if page == 1 else []
+            return httpx.Response(
+                200, json={"files": files, "page": page, "perpage": 500}
+            )
+        return httpx.Response(404, text="no such endpoint")
+
+    def file_info(self, name: str) -> httpx.Response:
+        path = self.sync_dir / name
+        if not path.exists():
+            return httpx.Response(404, text="No such object in the index")
+        info = {"size": path.stat().st_size, "deleted": False, "version": ["x:1"]}
+        body = {"global": info, "local": info, "availability": []}
+        return httpx.Response(200, text=json.dumps(body))
+
+
+@pytest.fixture
+def stack(service: Any) -> tuple[Any, FakeSyncthing]:
+    svc = service(
+        syncthing={"enabled": True, "auto_start": False, "api_key": "sekrit-key-123"}
+    )
+    fake = FakeSyncthing(svc.ctx.roots.sync_dir)
+    svc.ctx.syncthing.close()
+    svc.ctx.syncthing = SyncthingClient(
+        "http://127.0.0.1:8384",
+        "sekrit-key-123",
+        transport=httpx.MockTransport(fake),
+        retries=2,
+        sleep=lambda s: None,
+    )
+    return svc, fake
+
+
+def make_batch(svc: Any, n: int = 2) -> Batch:
+    for k in range(n):
+        path = svc.ctx.roots.inbox / f"dir/f{k}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f"content {k}".encode() * 100)
+        svc.submit(path)
+    wait_until(
+        lambda: File.select().where(File.status == FileStatus.UNIQUE).count() == n
+    )
+    made = batches.create_batch(svc.ctx)
+    assert made is not None
+    return made
+
+
+def test_start_moves_batch_into_sync_folder_and_poll_confirms(stack: Any) -> None:
+    svc, fake = stack
+    made = make_batch(svc)
+    (moved,) = sync.start_sync(svc.ctx)
+    folder = svc.ctx.roots.sync_dir / made.name
+    assert moved.status == BatchStatus.SYNCING
+    assert (folder / "manifest.json").exists() and (folder / "dir" / "f0.bin").exists()
+    assert not (svc.ctx.roots.batch_dir / made.name).exists()
+    assert "/rest/db/scan" in fake.calls
+    fake.need = [{"name": f"{made.name}/dir/f1.bin", "size": 900, "deleted": False}]
+    assert sync.poll(svc.ctx) == "ok"
+    row = Batch.get_by_id(made.id)
+    assert row.status == BatchStatus.SYNCING and 0 < row.progress < 100
+    assert row.bytes_needed == 900
+    fake.need = []
+    sync.poll(svc.ctx)
+    row = Batch.get_by_id(made.id)
+    assert (row.status, row.progress, row.bytes_needed) == (
+        BatchStatus.SYNCED,
+        100.0,
+        0,
+    )
+    assert {f.status for f in File.select()} == {FileStatus.SYNCED}
+    assert sync.start_sync(svc.ctx) == []  # nothing CREATED any more
+
+
+@pytest.mark.parametrize(
+    ("fault", "state", "text"),
+    [
+        ("500", "unreachable", "Syncthing"),
+        ("timeout", "unreachable", "Syncthing"),
+        ("malformed", "unreachable", "Syncthing"),
+        ("403", "unauthorized", "API key"),
+    ],
+)
+def test_faults_keep_the_batch_syncing_with_an_error(
+    stack: Any, fault: str, state: str, text: str
+) -> None:
+    svc, fake = stack
+    made = make_batch(svc)
+    sync.start_sync(svc.ctx)
+    fake.fault = fault
+    assert sync.poll(svc.ctx) == state
+    row = Batch.get_by_id(made.id)
+    assert row.status == BatchStatus.SYNCING
+    assert text in (row.last_error or "")
+    assert "sekrit-key-123" not in (row.last_error or "")
+    fake.fault = None
+    sync.poll(svc.ctx)
+    assert Batch.get_by_id(made.id).status == BatchStatus.SYNCED
+
+
+def test_rescan_failure_is_recorded_and_the_batch_still_handed_over(stack: Any) -> None:
+    svc, fake = stack
+    made = make_batch(svc)
+    fake.fault = "500"
+    (moved,) = sync.start_sync(svc.ctx)
+    assert moved.status == BatchStatus.SYNCING
+    assert "rescan failed" in (moved.last_error or "")
+
+
+def test_disabled_and_wrong_state(service: Any) -> None:
+    svc = service()
+    with pytest.raises(sync.SyncDisabled):
+        sync.start_sync(svc.ctx)
+    assert sync.poll(svc.ctx) == "disabled"
+
+
+def test_unknown_and_not_ready_batch(stack: Any) -> None:
+    svc, _ = stack
+    with pytest.raises(LookupError):
+        sync.start_sync(svc.ctx, 99)
+    made = make_batch(svc)
+    sync.start_sync(svc.ctx, made.id)
+    with pytest.raises(sync.NotReady):
+        sync.start_sync(svc.ctx, made.id)
+    statuses = sync.sync_status()
+    assert (
+        statuses[0]["name"] == made.name
+        and statuses[0]["bytes_total"] == made.size_bytes
+    )

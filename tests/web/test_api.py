@@ -1,0 +1,277 @@
+"""The HTTP API through a real uvicorn server: envelope, errors, auth, routes, OpenAPI."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+
+from pipeline.models import ConfigChange, File, FileStatus
+from tests.conftest import free_port, wait_until
+from tests.pipeline.mediafixtures import make_jpeg
+from web.app import all_routes, create_app
+from web.openapi import document
+
+KEY = "k" * 24
+
+
+@contextmanager
+def serve(svc: Any) -> Iterator[httpx.Client]:
+    """The service's app on a real uvicorn server on 127.0.0.1; yields a client."""
+    port = free_port()
+    app = create_app(svc.app_state(), dbui=svc.settings.dbui)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_config=None, lifespan="off"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, timeout=10)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def api(service: Any) -> Iterator[tuple[Any, httpx.Client]]:
+    svc = service()
+    with serve(svc) as client:
+        yield svc, client
+
+
+def is_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["status"] == "error" and body["code"] == code and body["message"]
+    assert "Traceback" not in response.text
+    return body
+
+
+def test_health(api: Any) -> None:
+    _, client = api
+    body = client.get("/health").json()
+    assert body["status"] == "ok"
+    data = body["data"]
+    assert set(data) == {"version", "uptime_seconds", "components"}
+    assert set(data["components"]) == {"database", "watcher", "scheduler", "syncthing"}
+    assert data["components"]["database"] == "ok"
+    assert data["components"]["syncthing"] == "disabled"
+
+
+def test_errors_use_the_envelope(api: Any) -> None:
+    _, client = api
+    is_error(client.get("/api/nope"), 404, "NOT_FOUND")
+    is_error(client.get("/api/files/abc"), 404, "NOT_FOUND")
+    is_error(client.get("/api/files/999"), 404, "NOT_FOUND")
+    is_error(client.get("/api/batches/x1"), 404, "NOT_FOUND")
+    is_error(client.get("/api/batches/5"), 404, "NOT_FOUND")
+    is_error(client.delete("/api/files"), 405, "VALIDATION_ERROR")
+    is_error(
+        client.post("/api/batch/create", content=b"{oops"), 400, "VALIDATION_ERROR"
+    )
+    is_error(
+        client.post("/api/batch/create", json={"max_size_gb": -1}),
+        400,
+        "VALIDATION_ERROR",
+    )
+    is_error(
+        client.post("/api/batch/create", json={"colour": 1}), 400, "VALIDATION_ERROR"
+    )
+    is_error(client.post("/api/batch/create", json=[1]), 400, "VALIDATION_ERROR")
+    is_error(
+        client.get("/api/files", params={"limit": "lots"}), 400, "VALIDATION_ERROR"
+    )
+    is_error(
+        client.get("/api/files", params={"status": "WEIRD"}), 400, "VALIDATION_ERROR"
+    )
+    is_error(client.post("/api/sync/start"), 409, "CONFLICT")
+
+
+def test_dedup_files_and_duplicates(api: Any) -> None:
+    svc, client = api
+    inbox = svc.ctx.roots.inbox
+    for n in range(3):
+        make_jpeg(inbox / f"p{n}.jpg", seed=n, size=(256, 192))
+    started = client.post("/api/dedup/start")
+    assert started.status_code == 202
+    job = started.json()["data"]["job"]
+    assert job["kind"] == "dedup" and job["status"] in ("RUNNING", "DONE")
+
+    def done() -> bool:
+        status = client.get("/api/dedup/status").json()["data"]
+        return status["job"]["status"] == "DONE" and status["counts"]["unique"] == 3
+
+    wait_until(done, timeout=20)
+    page = client.get("/api/files", params={"limit": 2}).json()["data"]
+    assert len(page["files"]) == 2 and page["next_after"] == page["files"][-1]["id"]
+    rest = client.get("/api/files", params={"after": page["next_after"]}).json()["data"]
+    assert len(rest["files"]) == 1 and rest["next_after"] is None
+    one = client.get(f"/api/files/{rest['files'][0]['id']}").json()["data"]["file"]
+    assert one["status"] == "UNIQUE" and len(one["sha256"]) == 64
+    assert client.get("/api/files", params={"status": "unique"}).json()["data"]["files"]
+    assert client.get("/api/duplicates").json()["data"] == {"groups": []}
+    again = client.post("/api/dedup/start").json()["data"]["job"]
+    wait_until(
+        lambda: client.get("/api/dedup/status").json()["data"]["job"]["status"]
+        == "DONE"
+    )
+    assert again["id"] != job["id"]
+    assert File.select().count() == 3
+
+
+def test_dedup_start_while_running_returns_the_same_job(api: Any) -> None:
+    svc, client = api
+    gate = threading.Event()
+    job, created = svc.jobs.start("dedup", lambda h: gate.wait(10) and None)
+    assert created
+    try:
+        answer = client.post("/api/dedup/start").json()["data"]["job"]
+        assert answer["id"] == job.id and answer["status"] == "RUNNING"
+    finally:
+        gate.set()
+        svc.jobs.wait(job.id, 10)
+
+
+def test_batch_create_list_and_detail(api: Any) -> None:
+    svc, client = api
+    assert client.post("/api/batch/create").json() == {
+        "status": "ok",
+        "data": {"batch": None},
+    }
+    path = svc.ctx.roots.inbox / "one.bin"
+    path.write_bytes(b"1" * 1000)
+    svc.submit(path)
+    wait_until(lambda: File.get_or_none(File.status == FileStatus.UNIQUE))
+    created = client.post("/api/batch/create", json={"max_size_gb": 1})
+    assert created.status_code == 201
+    batch = created.json()["data"]["batch"]
+    assert batch["name"] == "batch_000001" and batch["status"] == "CREATED"
+    listed = client.get("/api/batches").json()["data"]["batches"]
+    assert [b["id"] for b in listed] == [batch["id"]]
+    detail = client.get(f"/api/batches/{batch['id']}").json()["data"]["batch"]
+    assert detail["manifest"]["files"][0]["path"] == "one.bin"
+
+
+def test_sort_start_and_status(api: Any) -> None:
+    svc, client = api
+    is_error(client.post("/api/sort/start", json={"batch_id": 7}), 404, "NOT_FOUND")
+    started = client.post("/api/sort/start", json={"dry_run": True})
+    assert started.status_code == 202
+    wait_until(
+        lambda: client.get("/api/sort/status").json()["data"]["job"]["status"] == "DONE"
+    )
+    status = client.get("/api/sort/status").json()["data"]
+    assert status["counts"] == {"sorted": 0, "pending": 0, "errors": 0}
+
+
+def test_cleanup_dry_run(api: Any) -> None:
+    svc, client = api
+    (svc.ctx.roots.inbox / "empty" / "nested").mkdir(parents=True)
+    svc.ctx.settings.cleanup.min_folder_age_seconds = 0
+    answer = client.post("/api/cleanup/run", json={"dry_run": True}).json()["data"]
+    assert answer["dry_run"] is True
+    assert any(a["path"].endswith("empty") for a in answer["actions"])
+    assert (svc.ctx.roots.inbox / "empty" / "nested").is_dir()
+    assert all(set(a) == {"action", "path", "reason"} for a in answer["actions"])
+
+
+def test_config_get_put_masks_validates_and_audits(service: Any) -> None:
+    svc = service(
+        auth={"enabled": False, "api_key": KEY}, syncthing={"api_key": "st-secret-1234"}
+    )
+    config_path = svc.loaded.path
+    with serve(svc) as client:
+        shown = client.get("/api/config").json()["data"]["config"]
+        assert (
+            shown["auth"]["api_key"] == "********"
+            and shown["syncthing"]["api_key"] == "********"
+        )
+        assert KEY not in json.dumps(shown)
+        before = config_path.read_text()
+        bad = client.put("/api/config", json={"dedup": {"near_duplicate_distance": 99}})
+        body = is_error(bad, 400, "VALIDATION_ERROR")
+        assert body["message"].startswith("dedup.near_duplicate_distance")
+        is_error(client.put("/api/config", json={"nope": {}}), 400, "VALIDATION_ERROR")
+        is_error(client.put("/api/config", content=b"[]"), 400, "VALIDATION_ERROR")
+        assert config_path.read_text() == before
+        shown["dedup"]["near_duplicate_distance"] = 3
+        shown["server"]["port"] = 9999
+        answer = client.put("/api/config", json=shown).json()["data"]
+        assert answer["restart_required"] == ["server.port"]
+        assert answer["config"]["dedup"]["near_duplicate_distance"] == 3
+        saved = yaml.safe_load(config_path.read_text())
+        assert saved["auth"]["api_key"] == KEY  # masked value sent back kept the secret
+        assert saved["syncthing"]["api_key"] == "st-secret-1234"
+        assert svc.ctx.settings.dedup.near_duplicate_distance == 3  # applied live
+        change = ConfigChange.select().order_by(ConfigChange.id.desc()).first()
+        assert "dedup.near_duplicate_distance" in json.loads(change.keys)
+        assert KEY not in change.old + change.new
+
+
+def test_auth_required_when_enabled(service: Any) -> None:
+    svc = service(auth={"enabled": True, "api_key": KEY})
+    with serve(svc) as client:
+        assert client.get("/health").status_code == 200
+        is_error(client.get("/api/dashboard"), 401, "UNAUTHORIZED")
+        is_error(
+            client.get("/api/files", headers={"X-API-Key": "wrong"}),
+            401,
+            "UNAUTHORIZED",
+        )
+        is_error(client.get("/metrics"), 401, "UNAUTHORIZED")
+        assert client.get("/api/files", headers={"X-API-Key": KEY}).status_code == 200
+        bearer = {"Authorization": f"Bearer {KEY}"}
+        assert client.get("/api/files", headers=bearer).status_code == 200
+    log = (svc.ctx.roots.log_dir / "media-pipeline.log").read_text()
+    assert KEY not in log
+
+
+def test_metrics(api: Any) -> None:
+    _, client = api
+    text = client.get("/metrics").text
+    assert 'media_pipeline_files{status="UNIQUE"} 0.0' in text
+    assert "media_pipeline_storage_bytes" in text and "media_pipeline_info" in text
+
+
+def test_every_route_is_in_the_openapi_document(api: Any) -> None:
+    _, client = api
+    served = client.get("/openapi.json").json()
+    assert served == json.loads(json.dumps(document()))
+    documented = {
+        (path, method) for path, ops in served["paths"].items() for method in ops
+    }
+    for route in all_routes():
+        path = getattr(route, "path", "")
+        if path == "/static":
+            continue
+        for method in sorted(getattr(route, "methods", None) or []):
+            if method in ("HEAD", "OPTIONS"):
+                continue
+            assert (path, method.lower()) in documented, f"{method} {path} undocumented"
+    on_disk = Path(__file__).parents[2] / "docs" / "openapi.json"
+    assert (
+        json.loads(on_disk.read_text()) == served
+    ), "run: python -m web.openapi > docs/openapi.json"
+
+
+def test_dbui_is_read_only_behind_its_password(service: Any) -> None:
+    svc = service(dbui={"enabled": True, "password": "db-pass-123"})
+    with serve(svc) as client:
+        first = client.get("/dbui/", follow_redirects=False)
+        assert first.status_code in (302, 303)
+        login = client.post(
+            "/dbui/login/", data={"password": "db-pass-123"}, follow_redirects=True
+        )
+        assert login.status_code == 200 and "files" in login.text
