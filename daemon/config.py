@@ -71,6 +71,7 @@ class ServerSettings(Section):
 class SystemSettings(Section):
     max_parallel_fs_ops: int = Field(4, ge=1, le=64)
     queue_size: int = Field(1000, ge=1)
+    stall_timeout_seconds: float = Field(1800, gt=0)
 
 
 class WatcherSettings(Section):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import signal
 import threading
 import time
@@ -26,8 +27,8 @@ from daemon.notify import Notifier, WatchdogThread
 from daemon.scheduler import Scheduler
 from daemon.watcher import InboxWatcher
 from pipeline import __version__, fsops, status
-from pipeline.context import Context, Roots
 from pipeline.batch import resume_building
+from pipeline.context import Context, Roots
 from pipeline.db import Writer, open_database
 from pipeline.jobs import Jobs, fail_interrupted
 from pipeline.models import File, FileStatus
@@ -173,10 +174,18 @@ class Service:
         return {"watcher": watcher, "scheduler": scheduler, "syncthing": syncthing}
 
     def healthy(self) -> bool:
-        """True while every thread the pipeline needs is alive."""
+        """True while every pipeline thread is alive and no stage is stuck on one item."""
         parts = [self.runner, self.ctx.writer if self.ctx else None, self.scheduler]
         alive = all(p is not None and p.is_alive() for p in parts)
-        return alive and (self.watcher is None or self.watcher.is_alive())
+        alive = alive and (self.watcher is None or self.watcher.is_alive())
+        if not alive or self.runner is None:
+            return False
+        hung = self.runner.stalled(self.settings.system.stall_timeout_seconds)
+        if hung:
+            logger.bind(event="watchdog", status="stalled").error(
+                "stage stuck: {}", hung
+            )
+        return not hung
 
     def status_line(self) -> str:
         counts = status.file_counts()
@@ -228,6 +237,8 @@ class Service:
 
     def run(self) -> int:
         """Start, serve HTTP until SIGTERM/SIGINT, stop; returns the exit code."""
+        # A watchdog abort (SIGABRT) then prints every thread's stack to the journal.
+        faulthandler.enable()
         self.start()
         app = create_app(self.app_state(), dbui=self.settings.dbui)
         config = uvicorn.Config(
@@ -275,6 +286,7 @@ class Service:
     def _install_signals(self) -> dict[int, Any]:
         def handler(signum: int, frame: Any) -> None:
             logger.bind(event="stop").info("signal {} received: stopping", signum)
+            self.notifier.stopping()
             if self.server is not None:
                 self.server.should_exit = True
 

@@ -42,6 +42,7 @@ class _Lane:
         self.running = stage.workers
         self.lock = threading.Lock()
         self.busy = 0
+        self.started: dict[int, float] = {}  # thread id -> when its current item began
 
 
 class Runner(Generic[C]):
@@ -101,6 +102,16 @@ class Runner(Generic[C]):
             t.is_alive() for ln in self._lanes for t in ln.threads
         )
 
+    def stalled(self, limit_seconds: float) -> list[str]:
+        """Stages with an item in work for longer than `limit_seconds` (a hung stage)."""
+        now = time.monotonic()
+        hung = []
+        for lane in self._lanes:
+            with lane.lock:
+                if any(now - t > limit_seconds for t in lane.started.values()):
+                    hung.append(lane.stage.name)
+        return hung
+
     def pending(self) -> int:
         """Items queued or being worked on across all stages."""
         return sum(lane.queue.qsize() + lane.busy for lane in self._lanes)
@@ -112,8 +123,10 @@ class Runner(Generic[C]):
             if item is _SENTINEL:
                 self._worker_done(index)
                 return
+            me = threading.get_ident()
             with lane.lock:
                 lane.busy += 1
+                lane.started[me] = time.monotonic()
             try:
                 out = self._run(lane.stage, item)
                 if out is not None and index + 1 < len(self._lanes):
@@ -121,6 +134,7 @@ class Runner(Generic[C]):
             finally:
                 with lane.lock:
                     lane.busy -= 1
+                    lane.started.pop(me, None)
 
     def _run(self, stage: Stage, item: Any) -> Any:
         try:

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from syncthing_env import SyncthingPair, syncthing_pair  # noqa: F401
+from syncthing_env import SyncthingPair
 
 from pipeline import batch as batches
 from pipeline.models import Batch, BatchStatus, File, FileStatus

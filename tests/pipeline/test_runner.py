@@ -117,3 +117,20 @@ def test_stop_returns_false_when_a_stage_hangs() -> None:
 def test_runner_needs_stages() -> None:
     with pytest.raises(ValueError):
         Runner(None, [], lambda *a: None)
+
+
+def test_stalled_reports_a_stage_stuck_on_one_item() -> None:
+    release = threading.Event()
+    runner: Runner[None] = Runner(
+        None,
+        [Stage("fast", lambda c, x: x), Stage("stuck", lambda c, x: release.wait(10))],
+        lambda *a: None,
+    )
+    runner.start()
+    assert runner.stalled(0.05) == []
+    runner.submit(1)
+    wait_until(lambda: runner.stalled(0.05) == ["stuck"], timeout=5)
+    assert runner.stalled(60) == []
+    release.set()
+    wait_until(lambda: runner.stalled(0.05) == [], timeout=5)
+    runner.stop()

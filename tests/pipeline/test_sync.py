@@ -160,7 +160,7 @@ def test_faults_keep_the_batch_syncing_with_an_error(
 
 def test_rescan_failure_is_recorded_and_the_batch_still_handed_over(stack: Any) -> None:
     svc, fake = stack
-    made = make_batch(svc)
+    make_batch(svc)
     fake.fault = "500"
     (moved,) = sync.start_sync(svc.ctx)
     assert moved.status == BatchStatus.SYNCING
