@@ -156,3 +156,45 @@ def test_kill_9_during_ingest_then_restart_loses_nothing(tmp_path: Path) -> None
     assert set(found) == set(expected)
     assert all(len(paths) == 1 for paths in found.values())
     assert not list(tmp_path.rglob(".mp-partial-*"))
+
+
+def test_sd_notify_ready_watchdog_and_stopping(tmp_path: Path) -> None:
+    """With NOTIFY_SOCKET set the daemon says READY=1, pings the watchdog, says STOPPING=1."""
+    import socket as sk
+
+    config = write(tmp_path)
+    port = yaml.safe_load(config.read_text())["server"]["port"]
+    address = str(tmp_path / "notify.sock")
+    receiver = sk.socket(sk.AF_UNIX, sk.SOCK_DGRAM)
+    receiver.bind(address)
+    receiver.settimeout(0.2)
+    messages: list[str] = []
+
+    def drain() -> list[str]:
+        while True:
+            try:
+                messages.append(receiver.recv(4096).decode())
+            except TimeoutError:
+                return messages
+
+    env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "600000"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "run", "-c", str(config)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: any("READY=1" in m for m in drain()), timeout=30)
+        assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+        ready = next(m for m in messages if "READY=1" in m)
+        assert "STATUS=" in ready
+        wait_until(lambda: sum("WATCHDOG=1" in m for m in drain()) >= 3, timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert any("STOPPING=1" in m for m in drain())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        receiver.close()
