@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +22,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from pipeline.fsops import write_atomic
 
 DEFAULT_CONFIG_PATH = Path("/etc/media-pipeline/config.yaml")
 CONFIG_ENV = "MEDIA_PIPELINE_CONFIG"
@@ -403,26 +404,11 @@ def unmask_patch(
 
 
 def save_atomic(path: Path, raw: Mapping[str, Any]) -> None:
-    """Write YAML to `path` atomically: temp file beside it, fsync, rename, fsync folder."""
+    """Write the config as YAML atomically, keeping the file's permissions."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(dict(raw), sort_keys=False, default_flow_style=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o640
+    write_atomic(path, text, mode)
 
 
 # Keys whose new value only takes effect after a restart (everything else is live).

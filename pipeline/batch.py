@@ -8,8 +8,6 @@ written atomically before it becomes CREATED. A crash while BUILDING is finished
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +16,8 @@ from typing import Any
 from loguru import logger
 
 from pipeline.context import Context
-from pipeline.fsops import MoveRequest, fsync_dir
-from pipeline.models import Batch, BatchStatus, File, FileStatus, utcnow
+from pipeline.fsops import MoveRequest, remove_empty_tree, write_atomic
+from pipeline.models import Batch, BatchStatus, File, FileStatus, iso, utcnow
 
 BUILDING = "BUILDING"
 MANIFEST = "manifest.json"
@@ -156,7 +154,7 @@ def _build(ctx: Context, batch: Batch) -> Batch | None:
     members = list(File.select().where(File.batch == batch.id).order_by(File.id))
     if not members:
         ctx.writer.call(lambda: Batch.delete_by_id(batch.id))
-        _remove_empty_tree(folder)
+        remove_empty_tree(folder)
         log.info("{} dropped: none of its files could be moved in", batch.name)
         return None
     manifest = write_manifest(folder, batch, members)
@@ -204,7 +202,7 @@ def write_manifest(folder: Path, batch: Batch, members: list[File]) -> dict[str,
     entries = [manifest_entry(folder, m) for m in members]
     manifest = {
         "batch": batch.name,
-        "created_at": batch.created_at.isoformat() + "Z",
+        "created_at": iso(batch.created_at),
         "file_count": len(entries),
         "size_bytes": sum(e["size"] or 0 for e in entries),
         "files": entries,
@@ -223,38 +221,6 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Temp file beside `path`, fsync, rename, fsync the folder."""
-    fd, tmp = tempfile.mkstemp(prefix=".mp-partial-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def _remove_empty_tree(folder: Path) -> None:
-    """Remove a folder tree that holds no files (after a batch was dropped)."""
-    if not folder.is_dir():
-        return
-    for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if sub.is_dir() and not sub.is_symlink():
-            try:
-                sub.rmdir()
-            except OSError:
-                return
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
-
-
 def batch_dict(batch: Batch) -> dict[str, Any]:
     """A batch as the API shows it (the manifest is added by the detail route)."""
     return {
@@ -266,15 +232,11 @@ def batch_dict(batch: Batch) -> dict[str, Any]:
         "progress": round(batch.progress or 0.0, 2),
         "bytes_needed": batch.bytes_needed,
         "location": batch.location,
-        "created_at": _iso(batch.created_at),
-        "synced_at": _iso(batch.synced_at),
-        "sorted_at": _iso(batch.sorted_at),
+        "created_at": iso(batch.created_at),
+        "synced_at": iso(batch.synced_at),
+        "sorted_at": iso(batch.sorted_at),
         "last_error": batch.last_error,
     }
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() + "Z" if value else None
 
 
 def timer_interval(max_age_seconds: float) -> float:

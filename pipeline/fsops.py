@@ -102,6 +102,36 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+    """Replace `path` atomically: temp file beside it, fsync, rename, fsync the folder."""
+    raw = data.encode() if isinstance(data, str) else data
+    tmp = path.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}-{path.name}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def remove_empty_tree(folder: Path) -> None:
+    """Remove `folder` and its sub-folders if, and as far as, they hold no files."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    subs = [p for p in folder.rglob("*") if p.is_dir() and not p.is_symlink()]
+    for sub in sorted(subs, key=lambda p: len(p.parts), reverse=True) + [folder]:
+        try:
+            sub.rmdir()
+        except OSError:
+            pass
+
+
 def same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)

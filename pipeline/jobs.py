@@ -10,7 +10,7 @@ from typing import Any
 from loguru import logger
 
 from pipeline.db import Writer
-from pipeline.models import Job, JobStatus, utcnow
+from pipeline.models import Job, JobStatus, iso, utcnow
 
 
 class JobHandle:
@@ -50,8 +50,8 @@ def job_dict(job: Job) -> dict[str, Any]:
         "id": job.id,
         "kind": job.kind,
         "status": job.status,
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
         "total": job.total,
         "done": job.done,
         "progress": progress,
@@ -59,10 +59,6 @@ def job_dict(job: Job) -> dict[str, Any]:
         "message": job.message,
         "result": json.loads(job.result) if job.result else None,
     }
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() + "Z" if value else None
 
 
 def latest(kind: str) -> Job | None:

@@ -67,6 +67,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def iso(value: datetime | None) -> str | None:
+    """A stored (naive UTC) timestamp as ISO 8601 with `Z`, or None."""
+    return value.isoformat() + "Z" if value else None
+
+
 class BaseModel(Model):
     class Meta:
         database = database_proxy

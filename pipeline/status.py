@@ -6,7 +6,7 @@ from typing import Any
 
 from peewee import fn
 
-from pipeline.models import Batch, BatchStatus, File, FileStatus
+from pipeline.models import Batch, BatchStatus, File, FileStatus, iso
 
 
 def file_counts() -> dict[str, int]:
@@ -44,7 +44,7 @@ def recent_errors(limit: int = 10) -> list[dict[str, Any]]:
             "file_id": r.id,
             "path": r.current_path,
             "error": r.error,
-            "at": r.updated_at.isoformat() + "Z",
+            "at": iso(r.updated_at),
         }
         for r in rows
     ]

@@ -16,7 +16,7 @@ from loguru import logger
 
 from pipeline.batch import MANIFEST, SUMS
 from pipeline.context import Context
-from pipeline.fsops import MoveRequest
+from pipeline.fsops import MoveRequest, remove_empty_tree
 from pipeline.models import Batch, BatchStatus, File, FileStatus, utcnow
 from pipeline.sync_check import BatchFile, check_batch, required_devices
 from pipeline.syncthing import (
@@ -88,7 +88,7 @@ def _hand_over(ctx: Context, batch: Batch) -> Batch:
         ctx.writer.call(lambda: _set(batch.id, last_error=message))
         log.error("{}: {}", batch.name, message)
         return Batch.get_by_id(batch.id)
-    _prune(src_folder)
+    remove_empty_tree(src_folder)
     ctx.writer.call(
         lambda: _set(
             batch.id,
@@ -106,23 +106,6 @@ def _hand_over(ctx: Context, batch: Batch) -> Batch:
 
 def _set(batch_id: int, **values: Any) -> None:
     Batch.update(updated_at=utcnow(), **values).where(Batch.id == batch_id).execute()
-
-
-def _prune(folder: Path) -> None:
-    """Remove the now-empty batch folder tree left in batch_dir."""
-    if not folder.is_dir():
-        return
-    for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if sub.is_dir() and not sub.is_symlink():
-            _rmdir_quiet(sub)
-    _rmdir_quiet(folder)
-
-
-def _rmdir_quiet(path: Path) -> None:
-    try:
-        path.rmdir()
-    except OSError:
-        pass
 
 
 _last_scan: dict[int, float] = {}

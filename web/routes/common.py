@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -70,7 +69,3 @@ def int_param(request: Request, name: str, default: int, low: int, high: int) ->
 async def threaded(fn: Callable[..., T], *args: Any) -> T:
     """Run blocking work (database, files) off the event loop."""
     return await run_in_threadpool(fn, *args)
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() + "Z" if value else None

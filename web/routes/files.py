@@ -9,9 +9,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from pipeline.hashing import from_signed64
-from pipeline.models import File, FileStatus
+from pipeline.models import File, FileStatus, iso
 from web.errors import ApiError, ok
-from web.routes.common import int_param, iso, path_id, threaded
+from web.routes.common import int_param, path_id, threaded
 
 
 def file_dict(row: File) -> dict[str, Any]:

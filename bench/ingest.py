@@ -1,0 +1,596 @@
+"""Benchmark ingest: a generated corpus dropped into the inbox of a running daemon.
+
+    .venv/bin/python bench/ingest.py                 # 2,000 JPEGs, about 2 minutes
+    .venv/bin/python bench/ingest.py --n 20000 --daemon subprocess   # the RSS target
+
+Steps, all in one run: generate the corpus (bench/corpus.py: EXIF JPEGs, 10 % exact
+copies, 5 % resized copies, three 8 MiB files) into a staging folder beside the
+inbox; read every file once (warm page cache); time a bare `hashlib.file_digest`
+SHA-256 pass over the same files with 2 threads (best of 3); start the daemon
+(watcher on, real `settle_seconds`); deliver the staged tree with ONE `os.rename`
+into the inbox (or `--deliver copy`: a copytree, whose time then counts); poll the
+database until every file is UNIQUE, DUPLICATE or ERROR. Then, daemon stopped: our
+pHash against `imagehash.phash(Image.open(p))` on the same sample of files, and
+`NearIndex.nearest` against 1,000,000 stored hashes. Checks the outcome against
+the corpus: UNIQUE/DUPLICATE counts, duplicate_of links, near-duplicate flags.
+
+Targets: (ingest - settle) <= 10x the bare SHA-256 pass; pHash >= 4x faster than
+imagehash; peak RSS <= 200 MiB for 20,000 files; near-duplicate lookup among
+1,000,000 hashes <= 10 ms (median and p95).
+
+`--daemon inprocess` (default) runs `daemon.service.Service` in this process, so
+the peak RSS (ru_maxrss) also holds the benchmark's own memory: an upper bound.
+`--daemon subprocess` runs `python -m daemon run -c CONFIG` (HTTP server included)
+and reads its /proc/PID/status VmHWM: the daemon alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402
+    Row,
+    Target,
+    bare_sha256_pass,
+    best_time,
+    machine,
+    print_table,
+    print_verdicts,
+    proc_status_mb,
+    read_db,
+    reproduce,
+    self_peak_rss_mb,
+    status_counts,
+    stderr_to,
+    wait_for,
+    warm_cache,
+    write_config,
+)
+from bench.corpus import CorpusInfo, generate  # noqa: E402
+from pipeline.hashing import from_signed64, hamming, phash  # noqa: E402
+from pipeline.nearindex import NearIndex  # noqa: E402
+
+DROP = "drop"
+DECIDED = ("UNIQUE", "DUPLICATE", "ERROR")
+RSS_TARGET_MB = 200.0
+RSS_TARGET_FILES = 20_000
+
+
+@dataclass
+class IngestRun:
+    """What the timed delivery produced."""
+
+    seconds: float = 0.0
+    first_decided: float | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    peak_rss_mb: float | None = None
+    rss_baseline_mb: float | None = None
+    rss_how: str = ""
+    timed_out: bool = False
+
+
+# ------------------------------------------------------------------------ daemons
+
+
+class InProcessDaemon:
+    """`Service(load(config)).start()` in this process (no HTTP server)."""
+
+    how = "ru_maxrss of this process (daemon in-process + benchmark): upper bound"
+
+    def __init__(self, config: Path, stderr_log: Path):
+        self.config = config
+        self.stderr_log = stderr_log
+        self.service: Any = None
+        self.baseline_mb = 0.0
+
+    def start(self) -> None:
+        from daemon.config import load
+        from daemon.service import Service
+
+        self.baseline_mb = self_peak_rss_mb()
+        with stderr_to(self.stderr_log):
+            self.service = Service(load(self.config, environ={}))
+            self.service.start()
+        watcher = self.service.watcher
+        wait_for(lambda: watcher is not None and watcher.is_alive(), 10, what="watcher")
+
+    def peak_rss_mb(self) -> float | None:
+        return self_peak_rss_mb()
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+
+
+class SubprocessDaemon:
+    """`python -m daemon run -c CONFIG` (what systemd starts), HTTP server included."""
+
+    how = "VmHWM of the daemon process (python -m daemon run), daemon alone"
+
+    def __init__(self, config: Path, stderr_log: Path, port: int):
+        self.config = config
+        self.stderr_log = stderr_log
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.baseline_mb: float | None = None
+
+    def start(self) -> None:
+        import httpx
+
+        log = open(self.stderr_log, "ab")  # lives as long as the child
+        command = [sys.executable, "-m", "daemon", "run", "-c", str(self.config)]
+        self.proc = subprocess.Popen(
+            command, stdout=log, stderr=log, cwd=Path(__file__).resolve().parents[1]
+        )
+        url = f"http://127.0.0.1:{self.port}/health"
+
+        def healthy() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited early; see {self.stderr_log}")
+            try:
+                return httpx.get(url, timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, 30, interval=0.1, what="daemon /health")
+        self.baseline_mb = proc_status_mb(self.proc.pid, "VmHWM")
+
+    def peak_rss_mb(self) -> float | None:
+        return proc_status_mb(self.proc.pid, "VmHWM") if self.proc else None
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# ------------------------------------------------------------------------- ingest
+
+
+def deliver(staged: Path, inbox: Path, how: str) -> Path:
+    """Put the staged tree into the inbox: one rename, or a copy file by file."""
+    target = inbox / DROP
+    if how == "rename":
+        os.rename(staged, target)
+    else:
+        shutil.copytree(staged, target)
+    return target
+
+
+def timed_ingest(
+    daemon: Any, staged: Path, inbox: Path, db: Path, n: int, how: str, timeout: float
+) -> IngestRun:
+    """Deliver, then poll the database until all `n` files are decided."""
+    run = IngestRun()
+    started = time.perf_counter()
+    deliver(staged, inbox, how)
+    conn = read_db(db)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                counts = status_counts(conn)
+            except sqlite3.OperationalError:
+                counts = {}  # busy or not created yet: ask again
+            decided = sum(counts.get(s, 0) for s in DECIDED)
+            now = time.perf_counter() - started
+            if decided and run.first_decided is None:
+                run.first_decided = now
+            if decided >= n:
+                run.seconds = now
+                run.counts = counts
+                break
+            if time.monotonic() > deadline:
+                run.seconds, run.counts, run.timed_out = now, counts, True
+                break
+            time.sleep(0.02)
+    finally:
+        conn.close()
+    run.peak_rss_mb = daemon.peak_rss_mb()
+    run.rss_baseline_mb = daemon.baseline_mb
+    run.rss_how = daemon.how
+    return run
+
+
+# -------------------------------------------------------------------- correctness
+
+
+@dataclass
+class Check:
+    unique: int
+    duplicates: int
+    errors: int
+    wrong_duplicate_links: int
+    near_flags: int
+    near_pairs_found: int
+    unexplained_near_flags: int
+
+
+def check_outcome(db: Path, info: CorpusInfo, drop: Path) -> Check:
+    """Compare the database with what the corpus generator wrote.
+
+    A content group is an original and its exact copies: exactly one member is
+    accepted, the others are DUPLICATE of a member. A resized pair is linked when
+    the copy is flagged near-duplicate of a group member, or (copy first) a member
+    is flagged near-duplicate of the copy.
+    """
+    conn = read_db(db)
+    rows = conn.execute(
+        "SELECT id, original_path, status, duplicate_of, near_duplicate_of FROM files"
+    ).fetchall()
+    conn.close()
+    by_rel = {str(Path(r[1]).relative_to(drop)): r for r in rows}
+
+    def rel(p: Path) -> str:
+        return str(p.relative_to(info.dest))
+
+    group: dict[str, str] = {rel(o): rel(o) for o in info.originals}
+    group.update({rel(c): rel(o) for c, o in info.exact_copies})
+    group.update({rel(c): rel(c) for c, _ in info.resized_copies})
+    group_of_id = {r[0]: group.get(key) for key, r in by_rel.items()}
+    members: dict[str | None, list[tuple[Any, ...]]] = {}
+    for key, r in by_rel.items():
+        members.setdefault(group.get(key), []).append(r)
+    statuses = [r[2] for r in rows]
+
+    wrong_links = sum(
+        1
+        for key, r in by_rel.items()
+        if r[2] == "DUPLICATE" and group_of_id.get(r[3]) != group.get(key)
+    )
+    explained: set[int] = set()
+    found = 0
+    for copy, original in info.resized_copies:
+        c = by_rel.get(rel(copy))
+        if c is None:
+            continue
+        group_rows = members.get(rel(original), [])
+        if c[4] in {m[0] for m in group_rows}:
+            explained.add(c[0])
+            found += 1
+            continue
+        back = [m[0] for m in group_rows if m[4] == c[0]]
+        if back:
+            explained.update(back)
+            found += 1
+    flagged = {r[0] for r in rows if r[4] is not None}
+    return Check(
+        unique=statuses.count("UNIQUE"),
+        duplicates=statuses.count("DUPLICATE"),
+        errors=statuses.count("ERROR"),
+        wrong_duplicate_links=wrong_links,
+        near_flags=len(flagged),
+        near_pairs_found=found,
+        unexplained_near_flags=len(flagged - explained),
+    )
+
+
+# ------------------------------------------------------------------ pHash, index
+
+
+def phash_sample(db: Path, size: int) -> list[Path]:
+    """`size` accepted images spread evenly over the ids (the same files both ways)."""
+    conn = read_db(db)
+    paths = [
+        Path(r[0])
+        for r in conn.execute(
+            "SELECT current_path FROM files WHERE status = 'UNIQUE' ORDER BY id"
+        )
+    ]
+    conn.close()
+    if len(paths) <= size:
+        return paths
+    step = len(paths) / size
+    return [paths[int(k * step)] for k in range(size)]
+
+
+def bench_phash(files: Sequence[Path], repeats: int) -> tuple[float, float, float]:
+    """(ours s, imagehash s, mean Hamming distance): per file best of `repeats`,
+    the two interleaved so that both see the same machine load."""
+    import imagehash  # imported late: its memory must not count in the daemon's RSS
+    from PIL import Image
+
+    def reference(path: Path) -> int:
+        return int(str(imagehash.phash(Image.open(path))), 16)
+
+    def ours(path: Path) -> int:
+        value = phash(path)
+        if value is None:
+            raise RuntimeError(f"phash failed on {path}")
+        return from_signed64(value)
+
+    ours_total = ref_total = 0.0
+    distances = []
+    for path in files:
+        ours_total += best_time(lambda p=path: ours(p), repeats)
+        ref_total += best_time(lambda p=path: reference(p), repeats)
+        distances.append(hamming(ours(path), reference(path)))
+    return ours_total, ref_total, float(np.mean(distances))
+
+
+def bench_index(size: int, lookups: int, max_distance: int, seed: int) -> list[float]:
+    """Milliseconds per `NearIndex.nearest` among `size` stored random hashes.
+
+    Half the queries are a stored hash with 3 bits flipped (a hit), half random.
+    """
+    rng = np.random.default_rng(seed)
+    stored = rng.integers(0, 1 << 64, size, dtype=np.uint64)
+    index = NearIndex()
+    index.add_many(zip(range(1, size + 1), stored.tolist(), strict=True))
+    times = []
+    for k in range(lookups):
+        if k % 2:
+            query = int(rng.integers(0, 1 << 64, dtype=np.uint64))
+        else:
+            query = int(stored[int(rng.integers(size))])
+            for bit in rng.choice(64, 3, replace=False):
+                query ^= 1 << int(bit)
+        started = time.perf_counter()
+        index.nearest(query, max_distance)
+        times.append((time.perf_counter() - started) * 1e3)
+    return times
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=2000, help="files in the corpus")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--big-files", type=int, default=3, help="8 MiB JPEGs")
+    p.add_argument("--settle", type=float, default=1.0, help="watcher.settle_seconds")
+    p.add_argument("--deliver", choices=("rename", "copy"), default="rename")
+    p.add_argument("--daemon", choices=("inprocess", "subprocess"), default="inprocess")
+    p.add_argument("--fs-ops", type=int, default=None, help="max_parallel_fs_ops")
+    p.add_argument("--threads", type=int, default=2, help="bare SHA-256 pass")
+    p.add_argument("--phash-sample", type=int, default=300)
+    p.add_argument("--repeats", type=int, default=3, help="best of N (pHash, bare)")
+    p.add_argument("--index-size", type=int, default=1_000_000)
+    p.add_argument("--lookups", type=int, default=200)
+    p.add_argument("--max-distance", type=int, default=6)
+    p.add_argument("--log-level", default="INFO", help="daemon logging.level")
+    p.add_argument("--timeout", type=float, default=None, help="seconds to wait")
+    p.add_argument("--workdir", type=Path, help="keep everything here (else a temp)")
+    return p.parse_args(argv)
+
+
+def make_daemon(args: argparse.Namespace, root: Path) -> tuple[Any, Path]:
+    overrides: dict[str, Any] = {
+        "watcher": {"enabled": True, "settle_seconds": args.settle},
+        "logging": {"level": args.log_level},
+    }
+    if args.fs_ops:
+        overrides["system"] = {"max_parallel_fs_ops": args.fs_ops}
+    config = write_config(root, **overrides)
+    from daemon.config import load
+
+    settings = load(config, environ={}).settings
+    log = root / "daemon-stderr.log"
+    if args.daemon == "subprocess":
+        return SubprocessDaemon(config, log, settings.server.port), config
+    return InProcessDaemon(config, log), config
+
+
+def run(args: argparse.Namespace, root: Path) -> bool:
+    staged = root / "stage" / DROP
+    print(f"generating {args.n} files in {staged} ...", flush=True)
+    info = generate(staged, n=args.n, seed=args.seed, big_files=args.big_files)
+    summary = info.summary()
+    print(f"  {summary}")
+    files = info.files
+    total_bytes = int(summary["bytes"])  # type: ignore[call-overload]
+
+    warm_cache(files)
+    bare = best_time(lambda: bare_sha256_pass(files, args.threads), args.repeats)
+
+    daemon, config = make_daemon(args, root)
+    daemon.start()
+    from daemon.config import load
+
+    settings = load(config, environ={}).settings
+    inbox, db = settings.paths.inbox, settings.database.path
+    timeout = args.timeout or max(300.0, args.n * 0.1)
+    try:
+        ingest = timed_ingest(daemon, staged, inbox, db, args.n, args.deliver, timeout)
+    finally:
+        daemon.stop()
+    check = check_outcome(db, info, inbox / DROP)
+
+    sample = phash_sample(db, args.phash_sample)
+    ours_s, ref_s, mean_dist = bench_phash(sample, args.repeats)
+    lookup_ms = bench_index(args.index_size, args.lookups, args.max_distance, args.seed)
+
+    net = ingest.seconds - args.settle
+    ratio = net / bare
+    rows: list[Row] = [
+        ("corpus", f"{info.total} files", f"{total_bytes / 1e6:.0f} MB, {summary}"),
+        (
+            "delivery",
+            args.deliver,
+            (
+                "one os.rename of the staged tree into the inbox"
+                if args.deliver == "rename"
+                else "shutil.copytree into the inbox (counted)"
+            ),
+        ),
+        (
+            "daemon",
+            args.daemon,
+            f"max_parallel_fs_ops="
+            f"{settings.system.max_parallel_fs_ops}, log level {args.log_level}",
+        ),
+        ("settle_seconds", f"{args.settle:.2f} s", "subtracted below"),
+        ("first file decided after", f"{ingest.first_decided or 0:.2f} s", ""),
+        (
+            "ingest, delivery -> all decided",
+            f"{ingest.seconds:.2f} s",
+            "timed out!" if ingest.timed_out else "polled every 20 ms",
+        ),
+        (
+            "ingest minus settle",
+            f"{net:.2f} s",
+            f"{info.total / net:.0f} files/s, " f"{total_bytes / 1e6 / net:.0f} MB/s",
+        ),
+        (
+            f"bare SHA-256 pass ({args.threads} thr)",
+            f"{bare:.2f} s",
+            f"hashlib.file_digest, warm cache, best of {args.repeats}, "
+            f"{total_bytes / 1e6 / bare:.0f} MB/s",
+        ),
+        ("ratio (ingest - settle) / bare", f"{ratio:.1f}x", "target <= 10x"),
+        ("peak RSS", f"{ingest.peak_rss_mb or 0:.0f} MiB", ingest.rss_how),
+        (
+            "RSS before delivery",
+            f"{ingest.rss_baseline_mb or 0:.0f} MiB",
+            "same measure, daemon started, inbox empty",
+        ),
+        (
+            "pHash ours",
+            f"{ours_s / len(sample) * 1e3:.2f} ms/file",
+            f"{len(sample)} accepted files, best of {args.repeats} per file",
+        ),
+        (
+            "pHash imagehash",
+            f"{ref_s / len(sample) * 1e3:.2f} ms/file",
+            "imagehash.phash(Image.open(p)), same files, interleaved",
+        ),
+        (
+            "pHash speed-up",
+            f"{ref_s / ours_s:.1f}x",
+            f"mean Hamming distance ours vs imagehash {mean_dist:.2f}",
+        ),
+        (
+            f"NearIndex.nearest median ({args.index_size:,})",
+            f"{np.median(lookup_ms):.2f} ms",
+            f"{args.lookups} lookups, d <= {args.max_distance}",
+        ),
+        (
+            "NearIndex.nearest p95",
+            f"{np.percentile(lookup_ms, 95):.2f} ms",
+            f"max {max(lookup_ms):.2f} ms",
+        ),
+    ]
+    print_table("ingest benchmark", rows)
+
+    expected_near = info.resized
+    checks: list[Row] = [
+        ("status counts", str(ingest.counts), ""),
+        ("UNIQUE", str(check.unique), f"expected {info.unique}"),
+        ("DUPLICATE", str(check.duplicates), f"expected {info.exact_duplicates}"),
+        ("ERROR", str(check.errors), "expected 0"),
+        (
+            "duplicate_of outside its content",
+            str(check.wrong_duplicate_links),
+            "expected 0",
+        ),
+        ("near-duplicate flags", str(check.near_flags), f"expected {expected_near}"),
+        (
+            "resized pairs linked",
+            f"{check.near_pairs_found}/{expected_near}",
+            "copy -> original, or original -> copy if the copy came first",
+        ),
+        (
+            "flags not explained by a pair",
+            str(check.unexplained_near_flags),
+            "expected 0",
+        ),
+    ]
+    print_table("correctness", checks)
+    mismatches = [
+        name
+        for name, got, want in (
+            ("UNIQUE", check.unique, info.unique),
+            ("DUPLICATE", check.duplicates, info.exact_duplicates),
+            ("ERROR", check.errors, 0),
+            ("duplicate links", check.wrong_duplicate_links, 0),
+            ("near flags", check.near_flags, expected_near),
+            ("near pairs", check.near_pairs_found, expected_near),
+        )
+        if got != want
+    ]
+
+    rss_note = (
+        f"measured at n={info.total}; target stated for {RSS_TARGET_FILES:,}"
+        if info.total < RSS_TARGET_FILES
+        else f"n={info.total}"
+    )
+    targets = [
+        Target(
+            "ingest / bare SHA-256 pass",
+            ratio,
+            10,
+            True,
+            "x",
+            f"settle {args.settle} s subtracted",
+        ),
+        Target("pHash speed-up vs imagehash", ref_s / ours_s, 4, False, "x"),
+        Target(
+            "peak RSS", ingest.peak_rss_mb or 0.0, RSS_TARGET_MB, True, " MiB", rss_note
+        ),
+        Target(
+            "NearIndex lookup median (1M)", float(np.median(lookup_ms)), 10, True, " ms"
+        ),
+        Target(
+            "NearIndex lookup p95 (1M)",
+            float(np.percentile(lookup_ms, 95)),
+            10,
+            True,
+            " ms",
+        ),
+        Target(
+            "correctness mismatches",
+            float(len(mismatches)),
+            0,
+            True,
+            "",
+            ", ".join(mismatches) or "counts match the corpus",
+        ),
+    ]
+    ok = print_verdicts(targets) and not ingest.timed_out
+    return ok
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    print(machine())
+    keep = args.workdir is not None
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    root.mkdir(parents=True, exist_ok=True)
+    if any(root.iterdir()):
+        raise SystemExit(f"--workdir {root} must be empty")
+    try:
+        ok = run(args, root)
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    print(f"machine after: {machine()}")
+    print(
+        f"reproduce: {reproduce('bench/ingest.py', sys.argv[1:] if argv is None else argv)}"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
