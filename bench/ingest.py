@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,15 +99,17 @@ class InProcessDaemon:
         self.stderr_log = stderr_log
         self.service: Any = None
         self.baseline_mb = 0.0
+        self._stderr = ExitStack()
 
     def start(self) -> None:
         from daemon.config import load
         from daemon.service import Service
 
         self.baseline_mb = self_peak_rss_mb()
-        with stderr_to(self.stderr_log):
-            self.service = Service(load(self.config, environ={}))
-            self.service.start()
+        self._stderr = ExitStack()
+        self._stderr.enter_context(stderr_to(self.stderr_log))
+        self.service = Service(load(self.config, environ={}))
+        self.service.start()
         watcher = self.service.watcher
         wait_for(lambda: watcher is not None and watcher.is_alive(), 10, what="watcher")
 
@@ -114,8 +117,13 @@ class InProcessDaemon:
         return self_peak_rss_mb()
 
     def stop(self) -> None:
+        from loguru import logger
+
         if self.service is not None:
             self.service.stop()
+        # The daemon's sinks hold the redirected stream: remove them before closing it.
+        logger.remove()
+        self._stderr.close()
 
 
 class SubprocessDaemon:

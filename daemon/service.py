@@ -34,6 +34,7 @@ from pipeline.jobs import Jobs, fail_interrupted
 from pipeline.models import File, FileStatus
 from pipeline.nearindex import NearIndex
 from pipeline.runner import Runner
+from pipeline.scan import settled_paths
 from pipeline.stages import intake_stages, record_error
 from pipeline.syncthing import SyncthingClient
 from web.app import create_app
@@ -145,6 +146,7 @@ class Service:
             settle_seconds=w.settle_seconds,
             rescan_interval_seconds=w.rescan_interval_seconds,
             ignore_patterns=w.ignore_patterns,
+            is_known=lambda path: bool(settled_paths([str(path)])),
         )
 
     def _resume_inbox_rows(self) -> None:
