@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+import time
+from collections import deque
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -31,25 +33,68 @@ def key_matches(presented: str, expected: str) -> bool:
     return bool(expected) and hmac.compare_digest(presented.encode(), expected.encode())
 
 
+class FailureLimiter:
+    """Counts failed keys per client; past `limit` within `window` s the client waits."""
+
+    def __init__(
+        self,
+        limit: int = 20,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def blocked(self, client: str) -> bool:
+        recent = self._recent(client)
+        return recent is not None and len(recent) >= self.limit
+
+    def failed(self, client: str) -> None:
+        self._failures.setdefault(client, deque()).append(self.clock())
+        if len(self._failures) > 10_000:  # bounded memory under a spray of addresses
+            self._failures.pop(next(iter(self._failures)))
+
+    def _recent(self, client: str) -> deque[float] | None:
+        times = self._failures.get(client)
+        while times and self.clock() - times[0] > self.window:
+            times.popleft()
+        return times
+
+
 class ApiKeyMiddleware:
     def __init__(
-        self, app: ASGIApp, enabled: Callable[[], bool], key: Callable[[], str]
+        self,
+        app: ASGIApp,
+        enabled: Callable[[], bool],
+        key: Callable[[], str],
+        limiter: FailureLimiter | None = None,
     ):
         self.app = app
         self.enabled = enabled
         self.key = key
+        self.limiter = limiter or FailureLimiter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._needs_key(scope["path"]):
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        if key_matches(presented_key(headers), self.key()):
+        client = (scope.get("client") or ("?", 0))[0]
+        presented = presented_key(dict(scope["headers"]))
+        if self.limiter.blocked(client):
+            response = error(429, "too many wrong API keys; wait a minute")
+        elif key_matches(presented, self.key()):
             await self.app(scope, receive, send)
             return
-        response = error(
-            401, "missing or invalid API key (X-API-Key or Authorization: Bearer)"
-        )
+        else:
+            if (
+                presented
+            ):  # a wrong guess, not a page that has not asked for the key yet
+                self.limiter.failed(client)
+            response = error(
+                401, "missing or invalid API key (X-API-Key or Authorization: Bearer)"
+            )
         await response(scope, receive, send)
 
     def _needs_key(self, path: str) -> bool:

@@ -275,3 +275,34 @@ def test_dbui_is_read_only_behind_its_password(service: Any) -> None:
             "/dbui/login/", data={"password": "db-pass-123"}, follow_redirects=True
         )
         assert login.status_code == 200 and "files" in login.text
+
+
+def test_repeated_wrong_keys_are_rate_limited(service: Any) -> None:
+    svc = service(auth={"enabled": True, "api_key": KEY})
+    with serve(svc) as client:
+        for _ in range(3):
+            is_error(
+                client.get("/api/files"), 401, "UNAUTHORIZED"
+            )  # no key: not a guess
+        for _ in range(20):
+            is_error(
+                client.get("/api/files", headers={"X-API-Key": "guess"}),
+                401,
+                "UNAUTHORIZED",
+            )
+        is_error(
+            client.get("/api/files", headers={"X-API-Key": KEY}), 429, "RATE_LIMITED"
+        )
+        assert client.get("/health").status_code == 200
+
+
+def test_failure_limiter_forgets_after_the_window() -> None:
+    from web.auth import FailureLimiter
+
+    now = [0.0]
+    limiter = FailureLimiter(limit=2, window=10, clock=lambda: now[0])
+    limiter.failed("a")
+    limiter.failed("a")
+    assert limiter.blocked("a") and not limiter.blocked("b")
+    now[0] = 11
+    assert not limiter.blocked("a")
