@@ -36,10 +36,6 @@ class Scheduler:
         for name, fn, seconds in self.periodic():
             self.add(name, fn, seconds)
         self._scheduler.start()
-        # Batches left BUILDING by a crash are finished at once, not at the next tick.
-        self._scheduler.add_job(
-            self._guard("resume", lambda: batch.resume_building(self.ctx))
-        )
 
     def periodic(self) -> list[tuple[str, Callable[[], Any], float]]:
         """(name, function, interval seconds) of every periodic job, in one place."""
