@@ -306,3 +306,39 @@ def test_failure_limiter_forgets_after_the_window() -> None:
     assert limiter.blocked("a") and not limiter.blocked("b")
     now[0] = 11
     assert not limiter.blocked("a")
+
+
+def test_sync_routes_with_a_syncthing_that_answers(service: Any) -> None:
+    from tests.pipeline.test_sync import FakeSyncthing, make_batch
+
+    svc = service(syncthing={"enabled": True, "auto_start": False, "api_key": "x" * 12})
+    fake = FakeSyncthing(svc.ctx.roots.sync_dir)
+    svc.ctx.syncthing.close()
+    from pipeline.syncthing import SyncthingClient
+
+    svc.ctx.syncthing = SyncthingClient(
+        "http://127.0.0.1:1", "x" * 12, transport=httpx.MockTransport(fake), retries=0
+    )
+    made = make_batch(svc)
+    with serve(svc) as client:
+        is_error(
+            client.post("/api/sync/start", json={"batch_id": 99}), 404, "NOT_FOUND"
+        )
+        started = client.post("/api/sync/start", json={"batch_id": made.id})
+        assert started.status_code == 202
+        assert started.json()["data"]["batches"][0]["status"] == "SYNCING"
+        again = client.post("/api/sync/start", json={"batch_id": made.id})
+        is_error(again, 409, "CONFLICT")
+        rows = client.get("/api/sync/status").json()["data"]["batches"]
+        assert (
+            rows[0]["name"] == made.name and rows[0]["bytes_total"] == made.size_bytes
+        )
+        assert set(rows[0]) == {
+            "id",
+            "name",
+            "status",
+            "progress",
+            "bytes_total",
+            "bytes_needed",
+            "last_error",
+        }
