@@ -8,14 +8,19 @@ in the same run, because the machine may be shared and noisy.
 from __future__ import annotations
 
 import contextlib
+import cProfile
 import hashlib
+import json
 import os
 import platform
+import pstats
 import resource
 import shlex
+import shutil
 import socket
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +30,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from bench.corpus import CorpusInfo, generate
 from daemon.config import deep_merge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,20 +76,19 @@ def write_config(root: Path, **overrides: Any) -> Path:
 
 
 @contextlib.contextmanager
-def stderr_to(path: Path) -> Iterator[TextIO]:
-    """Point `sys.stderr` at `path` while a daemon sets up its log sinks.
+def stderr_to(stream: TextIO) -> Iterator[None]:
+    """Point `sys.stderr` at `stream` while a daemon sets up its log sinks.
 
     loguru keeps the stream object it was given, so the daemon's per-file log lines
     go on being written (their cost stays in the measurement) but not to the
-    terminal.
+    terminal. Keep `stream` open until the daemon's sinks are removed.
     """
     saved = sys.stderr
-    with open(path, "a", encoding="utf-8") as stream:
-        sys.stderr = stream
-        try:
-            yield stream
-        finally:
-            sys.stderr = saved
+    sys.stderr = stream
+    try:
+        yield
+    finally:
+        sys.stderr = saved
 
 
 # ------------------------------------------------------------------------- timing
@@ -149,6 +154,21 @@ def tree_files(root: Path) -> list[Path]:
 
 
 # ------------------------------------------------------------------------- memory
+
+
+def self_cpu_seconds() -> float:
+    """User + system CPU time of this process (all threads) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process `pid` from /proc/PID/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def self_peak_rss_mb() -> float:
@@ -245,3 +265,153 @@ def reproduce(script: str, argv: Sequence[str]) -> str:
     """The exact command line that reproduces this run, from the project root."""
     parts = [".venv/bin/python", script, *argv]
     return f"cd {ROOT} && " + " ".join(shlex.quote(p) for p in parts)
+
+
+# ---------------------------------------------------------------------- profiling
+
+
+class ThreadProfiler:
+    """cProfile in every thread started after `start()` (plus the calling thread).
+
+    cProfile sees one thread only; the daemon's work runs on its stage, writer and
+    watcher threads, so each new thread gets its own profile and `stats()` merges
+    them. The clock is each thread's CPU time (`time.thread_time`), so blocking
+    waits cost nothing and the totals add up to the process's CPU time.
+    """
+
+    def __init__(self) -> None:
+        self._profiles: list[cProfile.Profile] = []
+        self._main = cProfile.Profile(time.thread_time)
+
+    def _hook(self, frame: Any, event: str, arg: Any) -> None:
+        # Runs once, as the first profile event of a new thread: hand over to cProfile.
+        profile = cProfile.Profile(time.thread_time)
+        self._profiles.append(profile)
+        profile.enable()
+
+    def start(self) -> None:
+        threading.setprofile(self._hook)
+        self._main.enable()
+
+    def stop(self) -> pstats.Stats:
+        self._main.disable()
+        threading.setprofile(None)  # type: ignore[arg-type]
+        stats = pstats.Stats(self._main)
+        for profile in self._profiles:
+            with contextlib.suppress(TypeError):  # a thread that never ran code
+                stats.add(profile)
+        return stats
+
+
+def print_profile(stats: pstats.Stats, path: Path | None, lines: int = 30) -> None:
+    """Top functions by own time and by cumulative time; the raw stats to `path`."""
+    if path is not None:
+        stats.dump_stats(str(path))
+        print(f"\nprofile written to {path} (python -m pstats {path})")
+    stats.sort_stats("tottime").print_stats(lines)
+    stats.sort_stats("cumulative").print_stats(lines)
+
+
+# ------------------------------------------------------------------------ corpora
+
+
+def info_from_json(text: str, dest: Path) -> CorpusInfo:
+    """A CorpusInfo from `CorpusInfo.to_json()`, its paths rebased onto `dest`."""
+    doc = json.loads(text)
+    info = CorpusInfo(dest=dest, seconds=float(doc.get("seconds", 0.0)))
+    info.originals = [dest / p for p in doc["originals_list"]]
+    info.exact_copies = [(dest / c, dest / o) for c, o in doc["exact_copies_list"]]
+    info.resized_copies = [(dest / c, dest / o) for c, o in doc["resized_copies_list"]]
+    info.big = [dest / p for p in doc["big_list"]]
+    return info
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """Copy the tree `src` to `dst` as hard links (instant; a plain copy across
+    filesystems). The benchmarks only move and read files, never modify them."""
+    try:
+        shutil.copytree(src, dst, copy_function=os.link)
+    except OSError:
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(src, dst)
+
+
+def cached_corpus(cache: Path | None, dest: Path, **kwargs: Any) -> CorpusInfo:
+    """Generate a corpus into `dest`, or hard-link a cached one (`cache`) there.
+
+    With `cache`, the corpus is generated once into `cache/files` (its paths in
+    `cache/corpus.json`) and reused while the generation arguments are the same.
+    """
+    if cache is None:
+        return generate(dest, **kwargs)
+    manifest, files = cache / "corpus.json", cache / "files"
+    wanted = json.dumps(kwargs, sort_keys=True, default=str)
+    if not (manifest.exists() and (cache / "args.json").read_text() == wanted):
+        shutil.rmtree(files, ignore_errors=True)
+        manifest.unlink(missing_ok=True)
+        info = generate(files, **kwargs)
+        manifest.write_text(info.to_json())
+        (cache / "args.json").write_text(wanted)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    link_tree(files, dest)
+    return info_from_json(manifest.read_text(), dest)
+
+
+# ------------------------------------------------------------------ thread usage
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each live Python thread, by thread name.
+
+    Read from /proc/self/task/TID/stat: no profiler, no overhead. Threads with the
+    same name prefix before a trailing "-N" are summed ("stage-hash-0", "-1" ...).
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    usage: dict[str, float] = {}
+    for thread in threading.enumerate():
+        tid = thread.native_id
+        try:
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        except (OSError, TypeError):
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        name = thread.name
+        head, _, tail = name.rpartition("-")
+        if head and tail.isdigit():
+            name = f"{head}-*"
+        usage[name] = usage.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return usage
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Per-thread CPU used between two `thread_cpu()` snapshots, largest first."""
+    delta = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    return dict(sorted(delta.items(), key=lambda kv: -kv[1]))
+
+
+class BusyMeter:
+    """Wall time spent inside a wrapped callable (e.g. the database writer's group)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.calls = 0
+        self.items = 0
+        self.samples: list[float] = []  # each call's wall time, in call order
+        self._lock = threading.Lock()
+
+    def wrap(
+        self, fn: Callable[..., Any], count: Callable[..., int] | None = None
+    ) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - started
+                with self._lock:
+                    self.seconds += spent
+                    self.calls += 1
+                    self.samples.append(spent)
+                    self.items += count(*args, **kwargs) if count else 1
+
+        return timed
