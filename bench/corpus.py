@@ -120,11 +120,14 @@ class _Job:
     big: bool
     big_size: int
     grain: float
+    span_seconds: int = DATE_SPAN_SECONDS
 
 
-def _exif_bytes(rng: np.random.Generator) -> bytes:
+def _exif_bytes(
+    rng: np.random.Generator, span_seconds: int = DATE_SPAN_SECONDS
+) -> bytes:
     make, model = CAMERAS[int(rng.integers(len(CAMERAS)))]
-    taken = DATE_START + timedelta(seconds=int(rng.integers(DATE_SPAN_SECONDS)))
+    taken = DATE_START + timedelta(seconds=int(rng.integers(span_seconds)))
     stamp = taken.strftime("%Y:%m:%d %H:%M:%S")
     exif = Image.Exif()
     exif[ExifTags.Base.Make] = make
@@ -214,7 +217,7 @@ def _render_original(job: _Job) -> None:
         size = (size[1], size[0])
     img = render_photo(rng, size, job.grain)
     buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality, exif=_exif_bytes(rng))
+    img.save(buf, "JPEG", quality=quality, exif=_exif_bytes(rng, job.span_seconds))
     data = buf.getvalue()
     if job.big:
         data = _pad_with_app15(data, job.big_size)
@@ -261,6 +264,7 @@ def generate(
     big_size_mb: float = 8,
     workers: int | None = None,
     grain: float = 6.0,
+    span_days: float = 12 * 365,
 ) -> CorpusInfo:
     """Write `n` JPEG files under `dest` (which must be empty or absent).
 
@@ -279,7 +283,15 @@ def generate(
     rng = np.random.default_rng(seed)
     big_size = int(big_size_mb * (1 << 20))
     jobs = [
-        _Job(_original_path(dest, rng, i), seed, i, i < big_files, big_size, grain)
+        _Job(
+            _original_path(dest, rng, i),
+            seed,
+            i,
+            i < big_files,
+            big_size,
+            grain,
+            int(span_days * 86400),
+        )
         for i in range(n_orig)
     ]
     info = CorpusInfo(dest=dest, originals=[j.path for j in jobs])

@@ -64,7 +64,6 @@ DROP = "drop"
 VIDEO_DIR = "Phone/Video"
 QT_EPOCH_OFFSET = 2_082_844_800  # seconds from 1904-01-01 to 1970-01-01
 DATE_START = datetime(2012, 1, 1, tzinfo=UTC)
-DATE_SPAN_SECONDS = 12 * 365 * 24 * 3600
 EXIF_DATE_TAG = 0x9003  # DateTimeOriginal, in the Exif sub-IFD
 EXIF_IFD = 0x8769
 # The writer transactions of one sort_batch, in order (pipeline/sort.py, fsops.py).
@@ -93,13 +92,15 @@ def mp4_bytes(created: datetime, payload: bytes) -> bytes:
     return ftyp + _box(b"moov", mvhd) + _box(b"mdat", payload)
 
 
-def write_videos(folder: Path, count: int, seed: int) -> dict[str, datetime]:
+def write_videos(
+    folder: Path, count: int, seed: int, span_days: float
+) -> dict[str, datetime]:
     """`count` MP4s of 100-400 KiB; returns their creation times (UTC) by name."""
     rng = np.random.default_rng([seed, 7])
     folder.mkdir(parents=True, exist_ok=True)
     made = {}
     for k in range(count):
-        created = DATE_START + timedelta(seconds=int(rng.integers(DATE_SPAN_SECONDS)))
+        created = DATE_START + timedelta(seconds=int(rng.integers(span_days * 86400)))
         size = int(rng.integers(100, 401)) * 1024
         name = f"VID_{k:05d}.mp4"
         payload = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
@@ -293,6 +294,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=2000, help="files in the batch")
     p.add_argument("--videos", type=int, default=40, help="of which MP4s")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--span-days",
+        type=float,
+        default=90,
+        help="capture dates spread over this many days (a phone's batch: weeks to "
+        "months; 4380 = 12 years, the worst case of one folder per file)",
+    )
     p.add_argument("--big-files", type=int, default=3, help="8 MiB JPEGs")
     p.add_argument("--repeat", type=int, default=3, help="exiftool runs (best)")
     p.add_argument("--log-level", default="INFO", help="daemon logging.level")
@@ -322,8 +330,9 @@ def prepare(args: argparse.Namespace, root: Path) -> tuple[Daemon, dict[str, dat
         seed=args.seed,
         exact_copy_frac=0.0,
         big_files=args.big_files,
+        span_days=args.span_days,
     )
-    videos = write_videos(staged / VIDEO_DIR, args.videos, args.seed)
+    videos = write_videos(staged / VIDEO_DIR, args.videos, args.seed, args.span_days)
     print(f"  {info.summary()}")
     config = write_config(
         root,
@@ -424,7 +433,7 @@ def run(args: argparse.Namespace, root: Path) -> bool:
             "  of which fsync_dir",
             f"{phases.fsync.seconds:.3f} s",
             f"{phases.fsync.calls} folders fsynced; the batch fills "
-            f"{verdict.day_folders} day folders (dates spread over 12 years)",
+            f"{verdict.day_folders} day folders (dates spread over {args.span_days:g} days)",
         ),
         (
             "db writer busy (all of the sort)",

@@ -19,12 +19,20 @@ import threading
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from loguru import logger
 
 from pipeline.db import Writer
-from pipeline.models import File, FileStatus, MoveJournal, MoveState, utcnow
+from pipeline.models import (
+    File,
+    FileStatus,
+    MoveJournal,
+    MoveState,
+    database_proxy,
+    utcnow,
+)
 
 TEMP_PREFIX = ".mp-partial-"
 CHUNK = 1 << 20
@@ -143,21 +151,39 @@ def exists(path: Path) -> bool:
     return os.path.lexists(path)
 
 
+def sql_time(value: datetime) -> str:
+    """A naive UTC datetime the way peewee stores it (for raw statements)."""
+    return value.isoformat(" ")
+
+
+def finish_rows(done: list[tuple[MoveJournal, Path]]) -> None:
+    """Mark journal entries DONE and point their file rows at the new paths.
+
+    On the writer thread. Raw statements: this runs once per moved file, and peewee's
+    query building costs far more than SQLite itself here.
+    """
+    now = sql_time(utcnow())
+    con = database_proxy.connection()
+    con.executemany(
+        "UPDATE move_journal SET dst = ?, state = ?, finished_at = ? WHERE id = ?",
+        [(str(dst), MoveState.DONE, now, e.id) for e, dst in done],
+    )
+    con.executemany(
+        "UPDATE files SET current_path = ?, updated_at = ?, status = COALESCE(?, status),"
+        " target_path = CASE WHEN ? = 'SORTED' THEN ? ELSE target_path END WHERE id = ?",
+        [
+            (str(dst), now, e.new_status, e.new_status, str(dst), e.file_id)
+            for e, dst in done
+            if e.file_id is not None
+        ],
+    )
+    for entry, dst in done:
+        entry.dst, entry.state = str(dst), MoveState.DONE
+
+
 def finish_row(entry: MoveJournal, dst: Path) -> None:
-    """Mark a journal entry DONE and point its file row at `dst` (on the writer thread)."""
-    entry.dst, entry.state, entry.finished_at = str(dst), MoveState.DONE, utcnow()
-    entry.save()
-    if entry.file_id is None:
-        return
-    values: dict[object, object] = {
-        File.current_path: str(dst),
-        File.updated_at: utcnow(),
-    }
-    if entry.new_status:
-        values[File.status] = entry.new_status
-        if entry.new_status == FileStatus.SORTED:
-            values[File.target_path] = str(dst)
-    File.update(values).where(File.id == entry.file_id).execute()
+    """`finish_rows` for one entry."""
+    finish_rows([(entry, dst)])
 
 
 def close_entry(entry: MoveJournal, state: str, error: str | None) -> None:
@@ -210,11 +236,11 @@ class Mover:
             self.checkpoint("journaled")
             done = self._execute_all(planned, entries, results)
             # One fsync per touched folder, before the moves are recorded as DONE.
-            for folder in {d.parent for _, d in done} | {
-                Path(e.src).parent for e, _ in done
-            }:
-                fsync_dir(folder)
-            self.writer.call(lambda: [finish_row(e, d) for e, d in done])
+            folders = {os.path.dirname(d) for _, d in done}
+            folders |= {os.path.dirname(e.src) for e, _ in done}
+            for folder in folders:
+                fsync_dir(Path(folder))
+            self.writer.call(lambda: finish_rows(done))
             self.checkpoint("finished")
         finally:
             self._release([str(p[2]) for p in planned])
@@ -226,20 +252,22 @@ class Mover:
         self, requests: list[MoveRequest]
     ) -> tuple[list[tuple[int, MoveRequest, Path, str]], dict[int, MoveResult]]:
         planned, results = [], {}
+        folder_devices: dict[Path, int] = (
+            {}
+        )  # each destination folder made and stat'ed once
         for index, request in enumerate(requests):
             try:
-                regular_file(request.src)
-                request.dst.parent.mkdir(parents=True, exist_ok=True)
-                method = self._method(request.src, request.dst.parent)
+                src_dev = regular_file(request.src).st_dev
+                folder = request.dst.parent
+                if folder not in folder_devices:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    folder_devices[folder] = os.stat(folder).st_dev
+                same_fs = src_dev == folder_devices[folder] and not self.force_copy
+                method = "link" if same_fs else "copy"
                 planned.append((index, request, self._reserve(request.dst), method))
             except (MoveError, OSError) as exc:
                 results[index] = MoveResult(request, None, _reason(exc))
         return planned, results
-
-    def _method(self, src: Path, dst_dir: Path) -> str:
-        if self.force_copy or os.lstat(src).st_dev != os.stat(dst_dir).st_dev:
-            return "copy"
-        return "link"
 
     def _reserve(self, dst: Path) -> Path:
         with self._lock:
@@ -257,16 +285,38 @@ class Mover:
     def _journal(
         index: int, request: MoveRequest, dst: Path, method: str
     ) -> MoveJournal:
-        tmp = dst.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}-{dst.name}")
-        return MoveJournal.create(
+        """Insert a PENDING entry (writer thread; raw SQL, see `finish_rows`)."""
+        tmp = None
+        if method == "copy":
+            tmp = str(dst.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}-{dst.name}"))
+        entry = MoveJournal(
             src=str(request.src),
             dst=str(dst),
-            tmp=str(tmp) if method == "copy" else None,
+            tmp=tmp,
             method=method,
+            state=MoveState.PENDING,
             file_id=request.file_id,
             new_status=request.new_status,
             sha256=request.sha256,
+            created_at=utcnow(),
         )
+        cursor = database_proxy.connection().execute(
+            "INSERT INTO move_journal (src, dst, tmp, method, state, file_id,"
+            " new_status, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.src,
+                entry.dst,
+                entry.tmp,
+                entry.method,
+                entry.state,
+                entry.file_id,
+                entry.new_status,
+                entry.sha256,
+                sql_time(entry.created_at),
+            ),
+        )
+        entry.id = cursor.lastrowid
+        return entry
 
     # execution ---------------------------------------------------------------------
 
@@ -361,8 +411,9 @@ class Mover:
         return new
 
     def _link_move(self, entry: MoveJournal) -> Path:
+        # No second lstat: link() never opens or follows the source, so a file swapped
+        # for a symlink or FIFO since planning is moved as what it is, never read.
         src = Path(entry.src)
-        regular_file(src)
         dst = self._link_into_place(entry, src)
         self.checkpoint("linked")
         os.unlink(src)
