@@ -6,6 +6,7 @@ together are decided one after the other: exactly one becomes UNIQUE.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 from loguru import logger
@@ -14,7 +15,14 @@ from pipeline.context import Context
 from pipeline.fsops import MoveRequest
 from pipeline.intake import Item
 from pipeline.media import is_sidecar
-from pipeline.models import File, FileStatus, utcnow
+from pipeline.models import (
+    File,
+    FileStatus,
+    database_proxy,
+    sql_list,
+    sql_time,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -53,42 +61,49 @@ def dedup_item(ctx: Context, item: Item) -> Item | None:
 
 
 def decide(ctx: Context, item: Item) -> Decision | None:
-    """On the writer thread: compare with every accepted file; None if already decided."""
-    row = File.get_or_none(File.id == item.file_id)
-    if row is None or row.status != FileStatus.HASHED:
+    """On the writer thread: compare with every accepted file; None if already decided.
+
+    Raw SQL: this runs once per file on the writer thread, where peewee's query
+    building cost far more than SQLite.
+    """
+    con = database_proxy.connection()
+    row = con.execute(
+        "SELECT status FROM files WHERE id = ?", (item.file_id,)
+    ).fetchone()
+    if row is None or row[0] != FileStatus.HASHED:
         return None
-    match = _exact_match(item)
+    now = sql_time(utcnow())
+    match = _exact_match(con, item)
     if match is not None:
         # Status flips to DUPLICATE with the move, so a crash before it re-decides.
-        File.update(duplicate_of=match.id, updated_at=utcnow()).where(
-            File.id == row.id
-        ).execute()
-        return Decision(FileStatus.DUPLICATE, duplicate_of=match.id)
+        con.execute(
+            "UPDATE files SET duplicate_of = ?, updated_at = ? WHERE id = ?",
+            (match, now, item.file_id),
+        )
+        return Decision(FileStatus.DUPLICATE, duplicate_of=match)
     near, distance = _nearest(ctx, item)
-    File.update(
-        status=FileStatus.UNIQUE,
-        near_duplicate_of=near,
-        near_distance=distance,
-        updated_at=utcnow(),
-    ).where(File.id == row.id).execute()
+    con.execute(
+        "UPDATE files SET status = 'UNIQUE', near_duplicate_of = ?, near_distance = ?,"
+        " updated_at = ? WHERE id = ?",
+        (near, distance, now, item.file_id),
+    )
     if item.phash is not None and ctx.near_index is not None:
         ctx.near_index.add(item.file_id, item.phash)
     return Decision(FileStatus.UNIQUE, near_duplicate_of=near, distance=distance)
 
 
-def _exact_match(item: Item) -> File | None:
-    """An accepted file with the same content; sidecars are never matched."""
+_ACCEPTED_MATCH = (
+    "SELECT id FROM files WHERE sha256 = ? AND id != ?"
+    f" AND status IN {sql_list(FileStatus.ACCEPTED)} LIMIT 1"
+)
+
+
+def _exact_match(con: sqlite3.Connection, item: Item) -> int | None:
+    """The id of an accepted file with the same content; sidecars never match."""
     if is_sidecar(item.path):
         return None
-    return (
-        File.select(File.id)
-        .where(
-            File.sha256 == item.sha256,
-            File.status.in_(FileStatus.ACCEPTED),
-            File.id != item.file_id,
-        )
-        .first()
-    )
+    found = con.execute(_ACCEPTED_MATCH, (item.sha256, item.file_id)).fetchone()
+    return found[0] if found else None
 
 
 def _nearest(ctx: Context, item: Item) -> tuple[int | None, int | None]:

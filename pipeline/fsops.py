@@ -19,7 +19,6 @@ import threading
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from loguru import logger
@@ -31,6 +30,7 @@ from pipeline.models import (
     MoveJournal,
     MoveState,
     database_proxy,
+    sql_time,
     utcnow,
 )
 
@@ -149,11 +149,6 @@ def same_file(a: Path, b: Path) -> bool:
 
 def exists(path: Path) -> bool:
     return os.path.lexists(path)
-
-
-def sql_time(value: datetime) -> str:
-    """A naive UTC datetime the way peewee stores it (for raw statements)."""
-    return value.isoformat(" ")
 
 
 def finish_rows(done: list[tuple[MoveJournal, Path]]) -> None:

@@ -9,7 +9,7 @@ from loguru import logger
 from pipeline.context import Context
 from pipeline.hashing import FileChanged, is_image, phash, sha256_file
 from pipeline.intake import Item
-from pipeline.models import File, FileStatus, utcnow
+from pipeline.models import File, FileStatus, database_proxy, sql_time, utcnow
 
 
 class NotAcceptable(Exception):
@@ -45,18 +45,13 @@ def hash_item(ctx: Context, item: Item) -> Item | None:
 
 def _record(item: Item, size: int, mtime_ns: int) -> int:
     # Only a NEW row moves on: a second announcement of the same file changes nothing.
-    return (
-        File.update(
-            sha256=item.sha256,
-            phash=item.phash,
-            size=size,
-            mtime_ns=mtime_ns,
-            status=FileStatus.HASHED,
-            updated_at=utcnow(),
-        )
-        .where(File.id == item.file_id, File.status == FileStatus.NEW)
-        .execute()
+    # Raw SQL: this runs once per file on the writer thread.
+    cursor = database_proxy.connection().execute(
+        "UPDATE files SET sha256 = ?, phash = ?, size = ?, mtime_ns = ?,"
+        " status = 'HASHED', updated_at = ? WHERE id = ? AND status = 'NEW'",
+        (item.sha256, item.phash, size, mtime_ns, sql_time(utcnow()), item.file_id),
     )
+    return cursor.rowcount
 
 
 def _forget_if_gone(item: Item) -> None:

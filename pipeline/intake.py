@@ -14,7 +14,14 @@ from pathlib import Path, PurePath
 from loguru import logger
 
 from pipeline.context import Context
-from pipeline.models import File, FileStatus, utcnow
+from pipeline.models import (
+    File,
+    FileStatus,
+    database_proxy,
+    sql_list,
+    sql_time,
+    utcnow,
+)
 
 
 @dataclass
@@ -97,39 +104,50 @@ def register(ctx: Context, path: Path) -> Item | None:
         )
         return None
     rel = path.relative_to(ctx.roots.inbox).as_posix()
-    return ctx.writer.call(lambda: _upsert(ctx, path, rel, st))
-
-
-def _upsert(ctx: Context, path: Path, rel: str, st: os.stat_result) -> Item | None:
-    row = (
-        File.select()
-        .where(File.current_path == str(path), File.status.in_(FileStatus.IN_INBOX))
-        .order_by(File.id.desc())
-        .first()
-    )
-    if row is None:
-        row = File.create(
-            original_path=str(path),
-            rel_path=rel,
-            current_path=str(path),
-            size=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-        )
-        logger.bind(event="intake", file_id=row.id, status=row.status).info(
+    item, created = ctx.writer.call(lambda: _upsert(ctx, path, rel, st))
+    if created and item is not None:
+        logger.bind(event="intake", file_id=item.file_id, status="NEW").info(
             "new file {}", rel
         )
-        return Item(row.id, path)
-    if row.size == st.st_size and row.mtime_ns == st.st_mtime_ns:
-        return _resume(row, path)
-    _reset(ctx, row, st)
-    return Item(row.id, path)
+    return item
 
 
-def _resume(row: File, path: Path) -> Item | None:
-    if row.status == FileStatus.NEW:
-        return Item(row.id, path)
-    if row.status == FileStatus.HASHED:
-        return Item(row.id, path, row.sha256, row.phash)
+# Raw SQL on the per-file path: peewee's query building cost far more than SQLite.
+_FIND_IN_INBOX = (
+    "SELECT id, size, mtime_ns, status, sha256, phash FROM files"
+    f" WHERE current_path = ? AND status IN {sql_list(FileStatus.IN_INBOX)}"
+    " ORDER BY id DESC LIMIT 1"
+)
+_INSERT = (
+    "INSERT INTO files (original_path, rel_path, current_path, size, mtime_ns, status,"
+    " attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'NEW', 0, ?, ?)"
+)
+
+
+def _upsert(
+    ctx: Context, path: Path, rel: str, st: os.stat_result
+) -> tuple[Item | None, bool]:
+    """On the writer thread: (item to process or None, whether the row is new)."""
+    con = database_proxy.connection()
+    found = con.execute(_FIND_IN_INBOX, (str(path),)).fetchone()
+    if found is None:
+        now = sql_time(utcnow())
+        values = (str(path), rel, str(path), st.st_size, st.st_mtime_ns, now, now)
+        return Item(con.execute(_INSERT, values).lastrowid, path), True
+    file_id, size, mtime_ns, status, sha256, phash = found
+    if (size, mtime_ns) == (st.st_size, st.st_mtime_ns):
+        return _resume(file_id, status, sha256, phash, path), False
+    _reset(ctx, File.get_by_id(file_id), st)
+    return Item(file_id, path), False
+
+
+def _resume(
+    file_id: int, status: str, sha256: str | None, phash: int | None, path: Path
+) -> Item | None:
+    if status == FileStatus.NEW:
+        return Item(file_id, path)
+    if status == FileStatus.HASHED:
+        return Item(file_id, path, sha256, phash)
     return None
 
 

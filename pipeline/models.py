@@ -67,6 +67,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def sql_list(values: tuple[str, ...]) -> str:
+    """`('A', 'B')` for a raw `IN` clause over status constants (never user input)."""
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+def sql_time(value: datetime) -> str:
+    """A naive UTC datetime as peewee stores it, for raw SQL on hot paths."""
+    return value.isoformat(" ")
+
+
 def iso(value: datetime | None) -> str | None:
     """A stored (naive UTC) timestamp as ISO 8601 with `Z`, or None."""
     return value.isoformat() + "Z" if value else None

@@ -20,7 +20,7 @@ from loguru import logger
 
 from pipeline.context import Context
 from pipeline.dates import capture_info
-from pipeline.fsops import MoveRequest, candidate_names, sha256_of, sql_time
+from pipeline.fsops import MoveRequest, candidate_names, sha256_of
 from pipeline.jobs import JobHandle
 from pipeline.media import is_sidecar, media_kind, sidecar_stem
 from pipeline.models import (
@@ -29,6 +29,7 @@ from pipeline.models import (
     File,
     FileStatus,
     database_proxy,
+    sql_time,
     utcnow,
 )
 
