@@ -75,7 +75,7 @@ def create_batch(ctx: Context, max_size_gb: float | None = None) -> Batch | None
         files = pick_files(limit)
         if not files:
             return None
-        batch = ctx.writer.call(lambda: _claim(files))
+        batch = ctx.writer.call(lambda: _claim(files), durable=True)
         return _build(ctx, batch)
 
 

@@ -227,7 +227,9 @@ class Mover:
         if not planned:
             return [results[i] for i in range(len(requests))]
         try:
-            entries = self.writer.call(lambda: [self._journal(*p) for p in planned])
+            entries = self.writer.call(
+                lambda: [self._journal(*p) for p in planned], durable=True
+            )
             self.checkpoint("journaled")
             done = self._execute_all(planned, entries, results)
             # One fsync per touched folder, before the moves are recorded as DONE.
@@ -376,7 +378,7 @@ class Mover:
             entry.method, entry.tmp = "copy", str(tmp)
             entry.save()
 
-        self.writer.call(update)
+        self.writer.call(update, durable=True)
 
     def _link_into_place(self, entry: MoveJournal, source: Path) -> Path:
         """Hard-link `source` at the entry's destination, moving on to a free name on a clash."""
@@ -402,7 +404,7 @@ class Mover:
             entry.dst = str(new)
             entry.save()
 
-        self.writer.call(update)
+        self.writer.call(update, durable=True)
         return new
 
     def _link_move(self, entry: MoveJournal) -> Path:

@@ -15,11 +15,17 @@ from pipeline.runner import Stage
 
 
 def intake_stages(ctx: Context) -> list[Stage]:
-    """register → hash (bounded by max_parallel_fs_ops) → dedup."""
+    """register → hash (bounded by max_parallel_fs_ops) → dedup.
+
+    register and dedup wait for a database commit per file; with several threads their
+    writes share one transaction (one fsync) instead of queueing one commit at a time.
+    Both decide on the single writer thread, so more threads never race.
+    """
+    workers = ctx.settings.system.max_parallel_fs_ops
     return [
-        Stage("register", register),
-        Stage("hash", hash_item, workers=ctx.settings.system.max_parallel_fs_ops),
-        Stage("dedup", dedup_item),
+        Stage("register", register, workers=workers),
+        Stage("hash", hash_item, workers=workers),
+        Stage("dedup", dedup_item, workers=workers),
     ]
 
 

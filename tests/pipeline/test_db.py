@@ -106,3 +106,14 @@ def test_writer_commits_before_returning_and_isolates_failures(tmp_path: Path) -
     with pytest.raises(RuntimeError):
         writer.call(lambda: None)
     database_proxy.initialize(None)
+
+
+def test_durable_writes_commit_with_full_sync(tmp_path: Path) -> None:
+    db = dbmod.open_database(tmp_path / "db.sqlite")
+    writer = dbmod.Writer(db)
+    level = lambda: db.execute_sql("PRAGMA synchronous").fetchone()[0]  # noqa: E731
+    assert writer.call(level, durable=True) == 2  # FULL: fsync at every commit
+    assert writer.call(level) == 1  # NORMAL: safe against a crash, redone after power loss
+    assert writer.call(level, durable=True) == 2
+    writer.close()
+    database_proxy.initialize(None)
