@@ -209,9 +209,17 @@ def write_manifest(folder: Path, batch: Batch, members: list[File]) -> dict[str,
     }
     folder.mkdir(parents=True, exist_ok=True)
     write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    sums = "".join(f"{e['sha256']}  {e['path']}\n" for e in entries)
+    sums = "".join(sums_line(e["sha256"], e["path"]) for e in entries)
     write_atomic(folder / SUMS, sums)
     return manifest
+
+
+def sums_line(sha256: str, path: str) -> str:
+    """One SHA256SUMS line as GNU sha256sum writes it (names with \\ or newline escaped)."""
+    if "\\" in path or "\n" in path:
+        escaped = path.replace("\\", "\\\\").replace("\n", "\\n")
+        return f"\\{sha256}  {escaped}\n"
+    return f"{sha256}  {path}\n"
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:

@@ -121,3 +121,16 @@ def test_building_batch_is_finished_after_a_crash(service: Any) -> None:
     assert [b.status for b in done] == [BatchStatus.CREATED]
     assert done[0].file_count == 3
     assert (svc.ctx.roots.batch_dir / claimed.name / "SHA256SUMS").exists()
+
+
+def test_sha256sums_escapes_names_like_gnu_sha256sum(service: Any) -> None:
+    svc = service()
+    for name in ("back\\slash.bin", "new\nline.bin", "plain name.bin"):
+        accept(svc, name, 100)
+    made = batches.create_batch(svc.ctx)
+    folder = svc.ctx.roots.batch_dir / made.name
+    check = subprocess.run(
+        ["sha256sum", "--strict", "-c", "SHA256SUMS"], cwd=folder, capture_output=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert (folder / "SHA256SUMS").read_text().count("\n") == 3
