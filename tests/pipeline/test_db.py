@@ -113,7 +113,9 @@ def test_durable_writes_commit_with_full_sync(tmp_path: Path) -> None:
     writer = dbmod.Writer(db)
     level = lambda: db.execute_sql("PRAGMA synchronous").fetchone()[0]  # noqa: E731
     assert writer.call(level, durable=True) == 2  # FULL: fsync at every commit
-    assert writer.call(level) == 1  # NORMAL: safe against a crash, redone after power loss
+    assert (
+        writer.call(level) == 1
+    )  # NORMAL: safe against a crash, redone after power loss
     assert writer.call(level, durable=True) == 2
     writer.close()
     database_proxy.initialize(None)
