@@ -20,6 +20,7 @@ import shutil
 import socket
 import sqlite3
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -415,3 +416,26 @@ class BusyMeter:
                     self.items += count(*args, **kwargs) if count else 1
 
         return timed
+
+
+def run_in_workdir(
+    script: str,
+    workdir: Path | None,
+    body: Callable[[Path], bool],
+    argv: Sequence[str] | None,
+) -> bool:
+    """Run a benchmark in `workdir` (kept) or a temp folder (removed); print context."""
+    print(machine())
+    root = workdir or Path(tempfile.mkdtemp(prefix="bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    if any(root.iterdir()):
+        raise SystemExit(f"--workdir {root} must be empty")
+    try:
+        ok = body(root)
+    finally:
+        if workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    print(f"machine after: {machine()}")
+    used = sys.argv[1:] if argv is None else list(argv)
+    print(f"reproduce: {reproduce(script, used)}")
+    return ok

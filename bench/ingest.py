@@ -33,7 +33,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,14 +53,13 @@ from bench.common import (  # noqa: E402
     best_time,
     cached_corpus,
     cpu_delta,
-    machine,
     print_profile,
     print_table,
     print_verdicts,
     proc_cpu_seconds,
     proc_status_mb,
     read_db,
-    reproduce,
+    run_in_workdir,
     self_cpu_seconds,
     self_peak_rss_mb,
     status_counts,
@@ -839,20 +837,8 @@ def run(args: argparse.Namespace, root: Path) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    print(machine())
-    keep = args.workdir is not None
-    root = args.workdir or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    root.mkdir(parents=True, exist_ok=True)
-    if any(root.iterdir()):
-        raise SystemExit(f"--workdir {root} must be empty")
-    try:
-        ok = run(args, root)
-    finally:
-        if not keep:
-            shutil.rmtree(root, ignore_errors=True)
-    print(f"machine after: {machine()}")
-    print(
-        f"reproduce: {reproduce('bench/ingest.py', sys.argv[1:] if argv is None else argv)}"
+    ok = run_in_workdir(
+        "bench/ingest.py", args.workdir, lambda root: run(args, root), argv
     )
     return 0 if ok else 1
 

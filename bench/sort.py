@@ -30,7 +30,6 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,11 +47,10 @@ from bench.common import (  # noqa: E402
     Target,
     cached_corpus,
     cpu_delta,
-    machine,
     print_profile,
     print_table,
     print_verdicts,
-    reproduce,
+    run_in_workdir,
     stderr_to,
     thread_cpu,
     tree_files,
@@ -494,20 +492,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(
             "exiftool is not installed (apt install libimage-exiftool-perl)"
         )
-    print(machine())
-    keep = args.workdir is not None
-    root = args.workdir or Path(tempfile.mkdtemp(prefix="bench-sort-"))
-    root.mkdir(parents=True, exist_ok=True)
-    if any(root.iterdir()):
-        raise SystemExit(f"--workdir {root} must be empty")
-    try:
-        ok = run(args, root)
-    finally:
-        if not keep:
-            shutil.rmtree(root, ignore_errors=True)
-    print(f"machine after: {machine()}")
-    used = sys.argv[1:] if argv is None else list(argv)
-    print(f"reproduce: {reproduce('bench/sort.py', used)}")
+    ok = run_in_workdir(
+        "bench/sort.py", args.workdir, lambda root: run(args, root), argv
+    )
     return 0 if ok else 1
 
 
