@@ -19,24 +19,20 @@ class BatchCreate(Body):
     max_size_gb: float | None = Field(None, gt=0, le=10_000)
 
 
-def summary(batch: Batch) -> dict[str, Any]:
-    return batches.batch_dict(batch)
-
-
 async def create(request: Request) -> JSONResponse:
     params = await body(request, BatchCreate)
     ctx = state(request).ctx
     made = await threaded(batches.create_batch, ctx, params.max_size_gb)
     if made is None:
         return ok({"batch": None}, 200)
-    return ok({"batch": summary(made)}, 201)
+    return ok({"batch": batches.batch_dict(made)}, 201)
 
 
 def list_batches(status: str | None, limit: int) -> list[dict[str, Any]]:
     query = Batch.select().order_by(Batch.id.desc()).limit(limit)
     if status:
         query = query.where(Batch.status == status)
-    return [summary(b) for b in query]
+    return [batches.batch_dict(b) for b in query]
 
 
 async def index(request: Request) -> JSONResponse:
@@ -50,7 +46,12 @@ def detail(ctx: Any, batch_id: int) -> dict[str, Any] | None:
     if batch is None:
         return None
     folder = batches.location_of(ctx, batch)
-    return {"batch": {**summary(batch), "manifest": batches.read_manifest(folder)}}
+    return {
+        "batch": {
+            **batches.batch_dict(batch),
+            "manifest": batches.read_manifest(folder),
+        }
+    }
 
 
 async def one(request: Request) -> JSONResponse:
