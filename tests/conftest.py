@@ -65,6 +65,23 @@ def write_config(root: Path, **overrides: Any) -> Path:
     return path
 
 
+def add_file(svc: Any, name: str, status: str, size: int = 1000, **fields: Any) -> int:
+    """A `files` row as the pipeline would leave it (no file on disk unless made)."""
+    from pipeline.models import File
+
+    path = str(Path(svc.settings.paths.inbox) / name)
+    return svc.ctx.writer.call(
+        lambda: File.create(
+            original_path=path,
+            rel_path=name,
+            current_path=path,
+            size=size,
+            status=status,
+            **fields,
+        ).id
+    )
+
+
 @pytest.fixture
 def config_file(tmp_path: Path) -> Callable[..., Path]:
     """Factory: write a config under tmp_path with overrides, return its path."""

@@ -25,11 +25,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.models import Batch, BatchStatus, File, FileStatus
+from pipeline.models import Batch, BatchStatus, FileStatus
 from web.app import create_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
 from live import serve_app  # noqa: E402
+
+from tests.conftest import add_file
 
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
 CHROMIUM_FLAGS = (
@@ -286,24 +288,6 @@ def open_page(browser: Chromium) -> Iterator[Callable[[str], Page]]:
     yield make
     for page in pages:
         page.close()
-
-
-def add_file(svc: Any, name: str, status: str, size: int = 1000, **fields: Any) -> int:
-    """A File row as the pipeline would leave it (no real file unless the test makes one)."""
-    path = str(Path(svc.settings.paths.inbox) / name)
-
-    def create() -> int:
-        row = File.create(
-            original_path=path,
-            rel_path=name,
-            current_path=path,
-            size=size,
-            status=status,
-            **fields,
-        )
-        return row.id
-
-    return svc.ctx.writer.call(create)
 
 
 def make_jpeg(path: Path, seed: int) -> Path:

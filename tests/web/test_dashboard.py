@@ -16,11 +16,13 @@ import pytest
 from starlette.routing import Route
 
 from pipeline import __version__
-from pipeline.models import Batch, BatchStatus, File, FileStatus, utcnow
+from pipeline.models import Batch, BatchStatus, FileStatus, utcnow
 from web.app import all_routes, create_app
 
 sys.path.insert(0, str(Path(__file__).parent))
 from live import serve_app  # noqa: E402
+
+from tests.conftest import add_file
 
 KEY = "k" * 20
 HOSTILE = "<img src=x onerror=alert(1)>.jpg"
@@ -70,23 +72,6 @@ def live(
             return svc, stack.enter_context(httpx.Client(base_url=url, timeout=10))
 
         yield make
-
-
-def add_file(svc: Any, name: str, status: str, size: int, **fields: Any) -> int:
-    path = str(Path(svc.settings.paths.inbox) / name)
-
-    def create() -> int:
-        row = File.create(
-            original_path=path,
-            rel_path=name,
-            current_path=path,
-            size=size,
-            status=status,
-            **fields,
-        )
-        return row.id
-
-    return svc.ctx.writer.call(create)
 
 
 def add_batch(svc: Any, name: str, status: str) -> int:
