@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,14 +12,16 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 
 from pipeline.models import ConfigChange, File, FileStatus
-from tests.conftest import free_port, wait_until
+from tests.conftest import wait_until
 from tests.pipeline.mediafixtures import make_jpeg
 from web.app import all_routes, create_app
 from web.openapi import document
+
+sys.path.insert(0, str(Path(__file__).parent))
+from live import serve_app  # noqa: E402
 
 KEY = "k" * 24
 
@@ -26,22 +29,9 @@ KEY = "k" * 24
 @contextmanager
 def serve(svc: Any) -> Iterator[httpx.Client]:
     """The service's app on a real uvicorn server on 127.0.0.1; yields a client."""
-    port = free_port()
     app = create_app(svc.app_state(), dbui=svc.settings.dbui)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_config=None, lifespan="off"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=10)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve_app(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
 
 
 @pytest.fixture
