@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from peewee import fn
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -12,6 +11,7 @@ from starlette.routing import Route
 from pipeline import jobs
 from pipeline.models import File, FileStatus, Job
 from pipeline.scan import scan_inbox
+from pipeline.status import file_counts, near_duplicate_count
 from web.errors import ok
 from web.routes.common import Body, body, state, threaded
 
@@ -21,18 +21,14 @@ class DedupStart(Body):
 
 
 def dedup_counts() -> dict[str, int]:
-    by_status = dict(
-        File.select(File.status, fn.COUNT(File.id)).group_by(File.status).tuples()
-    )
+    by_status = file_counts()
     return {
         "seen": sum(by_status.values()),
         "hashed": File.select().where(File.sha256.is_null(False)).count(),
-        "unique": sum(by_status.get(s, 0) for s in FileStatus.ACCEPTED),
-        "duplicates": by_status.get(FileStatus.DUPLICATE, 0),
-        "near_duplicates": File.select()
-        .where(File.near_duplicate_of.is_null(False))
-        .count(),
-        "errors": by_status.get(FileStatus.ERROR, 0),
+        "unique": sum(by_status[s] for s in FileStatus.ACCEPTED),
+        "duplicates": by_status[FileStatus.DUPLICATE],
+        "near_duplicates": near_duplicate_count(),
+        "errors": by_status[FileStatus.ERROR],
     }
 
 
