@@ -146,7 +146,9 @@ class Service:
             settle_seconds=w.settle_seconds,
             rescan_interval_seconds=w.rescan_interval_seconds,
             ignore_patterns=w.ignore_patterns,
-            is_known=lambda path: bool(settled_paths([str(path)])),
+            # NEW/HASHED rows were resubmitted by _resume_inbox_rows already; only a
+            # changed file (which the watcher then tracks itself) needs announcing.
+            is_known=lambda path: bool(settled_paths([str(path)], FileStatus.IN_INBOX)),
         )
 
     def _resume_inbox_rows(self) -> None:

@@ -16,10 +16,10 @@ from pipeline.stages import intake_stages, run_inline
 SETTLED = (FileStatus.UNIQUE, FileStatus.ERROR)
 
 
-def settled_paths(paths: list[str]) -> set[str]:
-    """Paths whose row is already decided and whose file has not changed since."""
+def settled_paths(paths: list[str], statuses: tuple[str, ...] = SETTLED) -> set[str]:
+    """Paths with a row in `statuses` whose file has not changed since it was seen."""
     rows = File.select(File.current_path, File.size, File.mtime_ns).where(
-        File.current_path.in_(paths), File.status.in_(SETTLED)
+        File.current_path.in_(paths), File.status.in_(statuses)
     )
     settled = set()
     for row in rows:
