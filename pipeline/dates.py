@@ -17,13 +17,13 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from pathlib import Path
 from typing import BinaryIO, Literal, cast
 
 import exifread
 from loguru import logger
 
 CaptureSource = Literal["exif", "video", "filename", "mtime"]
+StrPath = str | os.PathLike[str]
 
 # exifread warns through stdlib logging on every file without EXIF; at daemon
 # scale that is noise, and a failed read is reported here at debug instead.
@@ -93,7 +93,7 @@ class _Corrupt(Exception):
 
 
 def capture_date(
-    path: Path, tz: tzinfo | None = None, now: datetime | None = None
+    path: StrPath, tz: tzinfo | None = None, now: datetime | None = None
 ) -> CaptureDate:
     """Return the capture date of `path`: EXIF, video, file name, then mtime.
 
@@ -106,7 +106,7 @@ def capture_date(
     return _capture(path, tz, now)[0]
 
 
-def camera_model(path: Path) -> str | None:
+def camera_model(path: StrPath) -> str | None:
     """Return the camera's make and model as a safe folder name, or None.
 
     From EXIF Make/Model (or Apple's QuickTime make/model keys), e.g.
@@ -121,7 +121,7 @@ def camera_model(path: Path) -> str | None:
 
 
 def capture_info(
-    path: Path, tz: tzinfo | None = None, now: datetime | None = None
+    path: StrPath, tz: tzinfo | None = None, now: datetime | None = None
 ) -> tuple[CaptureDate, str | None]:
     """Return `(capture_date(path), camera_model(path))` reading the file once."""
     found, embedded = _capture(path, tz, now)
@@ -129,7 +129,7 @@ def capture_info(
 
 
 def _capture(
-    path: Path, tz: tzinfo | None, now: datetime | None
+    path: StrPath, tz: tzinfo | None, now: datetime | None
 ) -> tuple[CaptureDate, _Embedded]:
     st = os.lstat(path)
     local_now = _local_now(now, tz)
@@ -137,7 +137,7 @@ def _capture(
     for found in embedded.dates():
         if _is_valid(found.when, local_now):
             return found, embedded
-    named = _date_from_name(Path(path).name, tz, local_now)
+    named = _date_from_name(os.path.basename(path), tz, local_now)
     if named is not None:
         return named, embedded
     return _date_from_mtime(st.st_mtime, tz, local_now), embedded
@@ -289,7 +289,7 @@ class _Window:
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def _read_embedded(path: Path, st: os.stat_result, tz: tzinfo | None) -> _Embedded:
+def _read_embedded(path: StrPath, st: os.stat_result, tz: tzinfo | None) -> _Embedded:
     """Read dates and camera from inside a regular file; empty on any failure."""
     if not stat.S_ISREG(st.st_mode):
         return _NOTHING
@@ -315,7 +315,7 @@ def _read_embedded(path: Path, st: os.stat_result, tz: tzinfo | None) -> _Embedd
     return _NOTHING
 
 
-def _debug(path: Path, message: str, *args: object) -> None:
+def _debug(path: StrPath, message: str, *args: object) -> None:
     logger.bind(event="capture_date", path=str(path)).debug(message, *args)
 
 
@@ -373,7 +373,7 @@ _EXIF_DATE_TAGS = (
 )
 
 
-def _exif_embedded(reader: _Reader, kind: str, path: Path) -> _Embedded:
+def _exif_embedded(reader: _Reader, kind: str, path: StrPath) -> _Embedded:
     try:
         tags = _fast_exif_tags(reader, kind)
     except Exception as exc:  # noqa: BLE001 - fall back to the general parser

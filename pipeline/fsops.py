@@ -10,13 +10,14 @@ crash left PENDING so that the database and the disk agree.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import os
 import secrets
 import stat
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,21 +25,14 @@ from pathlib import Path
 from loguru import logger
 
 from pipeline.db import Writer
-from pipeline.models import (
-    File,
-    FileStatus,
-    MoveJournal,
-    MoveState,
-    database_proxy,
-    sql_time,
-    utcnow,
-)
+from pipeline.models import FileStatus, MoveState, database_proxy, sql_time, utcnow
 
 TEMP_PREFIX = ".mp-partial-"
 CHUNK = 1 << 20
 # errnos meaning "this filesystem cannot hard-link here": fall back to copying.
 NO_LINK = {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
 Checkpoint = Callable[[str], None]
+StrPath = str | os.PathLike[str]
 
 
 class MoveError(Exception):
@@ -49,8 +43,8 @@ class MoveError(Exception):
 class MoveRequest:
     """Move `src` to `dst` (a free name is chosen on a clash) and update file `file_id`."""
 
-    src: Path
-    dst: Path
+    src: StrPath
+    dst: StrPath
     file_id: int | None = None
     new_status: str | None = None
     sha256: str | None = None
@@ -59,25 +53,38 @@ class MoveRequest:
 @dataclass(frozen=True)
 class MoveResult:
     request: MoveRequest
-    dst: Path | None
+    final: str | None
     error: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def dst(self) -> Path | None:
+        """Where the file is now (None when it did not move)."""
+        return None if self.final is None else Path(self.final)
 
-def candidate_names(dst: Path) -> Iterable[Path]:
-    """`dst`, then `name_1.ext`, `name_2.ext`, …"""
+
+def split_suffix(path: str) -> tuple[str, str]:
+    """(`path` without its suffix, the suffix), the suffix as pathlib's `.suffix`."""
+    dot = path.rfind(".")
+    if dot <= path.rfind("/") + 1 or dot == len(path) - 1:
+        return path, ""
+    return path[:dot], path[dot:]
+
+
+def candidate_names(dst: str) -> Iterator[str]:
+    """`dst`, then `name_1.ext`, `name_2.ext`, … (suffix as pathlib sees it)."""
     yield dst
-    stem, suffix = dst.stem, dst.suffix
+    stem, suffix = split_suffix(dst)
     n = 1
     while True:
-        yield dst.with_name(f"{stem}_{n}{suffix}")
+        yield f"{stem}_{n}{suffix}"
         n += 1
 
 
-def regular_file(path: Path) -> os.stat_result:
+def regular_file(path: StrPath) -> os.stat_result:
     """lstat of a regular file; MoveError for a symlink, FIFO, device or missing file."""
     try:
         st = os.lstat(path)
@@ -88,7 +95,7 @@ def regular_file(path: Path) -> os.stat_result:
     return st
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(path: StrPath) -> str:
     """SHA-256 of a file, streamed; never follows a symlink."""
     digest = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -98,7 +105,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: StrPath) -> None:
     """fsync a folder so a rename or link in it survives a power cut."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -106,6 +113,44 @@ def fsync_dir(path: Path) -> None:
         return
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs  # type: ignore[no-any-return]
+    except (AttributeError, OSError):
+        return None
+
+
+_SYNCFS = _load_syncfs()
+# Above this many folders on one filesystem, one syncfs() is cheaper than an fsync
+# each (ext4: ~0.1 ms per folder fsync, a few ms for the syncfs of a quiet disk).
+SYNCFS_FROM = 32
+
+
+def sync_folders(folders: dict[str, int]) -> None:
+    """Make the entries of `folders` (path -> st_dev) durable, a filesystem at a time."""
+    by_device: dict[int, list[str]] = {}
+    for folder, device in folders.items():
+        by_device.setdefault(device, []).append(folder)
+    for paths in by_device.values():
+        if len(paths) < SYNCFS_FROM or not _syncfs(paths[0]):
+            for folder in paths:
+                fsync_dir(folder)
+
+
+def _syncfs(folder: str) -> bool:
+    """syncfs() the filesystem holding `folder`; False if that could not be done."""
+    if _SYNCFS is None:
+        return False
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        return _SYNCFS(fd) == 0
     finally:
         os.close(fd)
 
@@ -140,55 +185,150 @@ def remove_empty_tree(folder: Path) -> None:
             pass
 
 
-def same_file(a: Path, b: Path) -> bool:
+def same_file(a: StrPath, b: StrPath) -> bool:
     try:
         return os.path.samefile(a, b)
     except OSError:
         return False
 
 
-def exists(path: Path) -> bool:
+def exists(path: StrPath) -> bool:
     return os.path.lexists(path)
 
 
-def finish_rows(done: list[tuple[MoveJournal, Path]]) -> None:
-    """Mark journal entries DONE and point their file rows at the new paths.
+# the journal --------------------------------------------------------------------------
+#
+# Entries are plain objects and the SQL is raw: a batch moves thousands of files, and
+# peewee's model building and query compiling cost far more than SQLite itself here.
 
-    On the writer thread. Raw statements: this runs once per moved file, and peewee's
-    query building costs far more than SQLite itself here.
+
+@dataclass(slots=True)
+class Entry:
+    """One `move_journal` row as the mover and recovery work with it."""
+
+    src: str
+    dst: str
+    method: str
+    file_id: int | None = None
+    new_status: str | None = None
+    sha256: str | None = None
+    tmp: str | None = None
+    id: int = 0
+    state: str = MoveState.PENDING
+
+
+_ENTRY_COLUMNS = "src, dst, method, file_id, new_status, sha256, tmp, id, state"
+
+
+def pending_entries() -> list[Entry]:
+    """The journal entries a crash left PENDING, oldest first."""
+    cursor = database_proxy.connection().execute(
+        f"SELECT {_ENTRY_COLUMNS} FROM move_journal WHERE state = ? ORDER BY id",
+        (MoveState.PENDING,),
+    )
+    return [Entry(*row) for row in cursor]
+
+
+def insert_entries(entries: list[Entry]) -> None:
+    """Insert PENDING entries and number them (writer thread, inside its transaction).
+
+    The ids are taken as MAX(id)+1, … — what SQLite would pick — so one executemany
+    does the lot; safe because only the writer thread inserts.
     """
+    con = database_proxy.connection()
+    (top,) = con.execute("SELECT COALESCE(MAX(id), 0) FROM move_journal").fetchone()
+    now = sql_time(utcnow())
+    for number, entry in enumerate(entries, top + 1):
+        entry.id = number
+    con.executemany(
+        f"INSERT INTO move_journal ({_ENTRY_COLUMNS}, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (e.src, e.dst, e.method, e.file_id, e.new_status, e.sha256, e.tmp)
+            + (e.id, e.state, now)
+            for e in entries
+        ],
+    )
+
+
+def update_entry(entry: Entry) -> None:
+    """Store a changed destination or method (writer thread)."""
+    database_proxy.connection().execute(
+        "UPDATE move_journal SET dst = ?, tmp = ?, method = ? WHERE id = ?",
+        (entry.dst, entry.tmp, entry.method, entry.id),
+    )
+
+
+def finish_rows(done: list[tuple[Entry, str]]) -> None:
+    """Mark journal entries DONE and point their file rows at the new paths."""
     now = sql_time(utcnow())
     con = database_proxy.connection()
     con.executemany(
         "UPDATE move_journal SET dst = ?, state = ?, finished_at = ? WHERE id = ?",
-        [(str(dst), MoveState.DONE, now, e.id) for e, dst in done],
+        [(dst, MoveState.DONE, now, e.id) for e, dst in done],
     )
     con.executemany(
         "UPDATE files SET current_path = ?, updated_at = ?, status = COALESCE(?, status),"
         " target_path = CASE WHEN ? = 'SORTED' THEN ? ELSE target_path END WHERE id = ?",
         [
-            (str(dst), now, e.new_status, e.new_status, str(dst), e.file_id)
+            (dst, now, e.new_status, e.new_status, dst, e.file_id)
             for e, dst in done
             if e.file_id is not None
         ],
     )
     for entry, dst in done:
-        entry.dst, entry.state = str(dst), MoveState.DONE
+        entry.dst, entry.state = dst, MoveState.DONE
 
 
-def finish_row(entry: MoveJournal, dst: Path) -> None:
-    """`finish_rows` for one entry."""
-    finish_rows([(entry, dst)])
-
-
-def close_entry(entry: MoveJournal, state: str, error: str | None) -> None:
+def close_entry(entry: Entry, state: str, error: str | None) -> None:
     """Mark an entry ABANDONED (source untouched) or FAILED (file row becomes ERROR)."""
-    entry.state, entry.error, entry.finished_at = state, error, utcnow()
-    entry.save()
+    now = sql_time(utcnow())
+    con = database_proxy.connection()
+    con.execute(
+        "UPDATE move_journal SET state = ?, error = ?, finished_at = ? WHERE id = ?",
+        (state, error, now, entry.id),
+    )
+    entry.state = state
     if state == MoveState.FAILED and entry.file_id is not None:
-        File.update(status=FileStatus.ERROR, error=error, updated_at=utcnow()).where(
-            File.id == entry.file_id
-        ).execute()
+        con.execute(
+            "UPDATE files SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+            (FileStatus.ERROR, error, now, entry.file_id),
+        )
+
+
+# the mover ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Folder:
+    """A destination folder: its device, and whether this move made it (so it is empty)."""
+
+    device: int
+    made: bool
+
+    @classmethod
+    def make(cls, folder: str) -> _Folder:
+        try:
+            made = _mkdir(folder)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(folder), exist_ok=True)
+            made = _mkdir(folder)
+        return cls(os.stat(folder).st_dev, made)
+
+
+def _mkdir(folder: str) -> bool:
+    """Create `folder`; False if it was there already."""
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        return False
+    return True
+
+
+def temp_name(dst: str) -> str:
+    """A fresh partial-copy name beside `dst`."""
+    folder, name = os.path.split(dst)
+    return os.path.join(folder, f"{TEMP_PREFIX}{secrets.token_hex(4)}-{name}")
 
 
 class Mover:
@@ -223,54 +363,63 @@ class Mover:
 
     def move_many(self, requests: list[MoveRequest]) -> list[MoveResult]:
         """Move many files with one journal commit before and one after."""
-        planned, results = self._plan(requests)
+        planned, results, folders = self._plan(requests)
         if not planned:
             return [results[i] for i in range(len(requests))]
+        entries = [entry for _, entry in planned]
+        reserved = [entry.dst for entry in entries]
         try:
-            entries = self.writer.call(
-                lambda: [self._journal(*p) for p in planned], durable=True
-            )
+            self.writer.call(lambda: insert_entries(entries), durable=True)
             self.checkpoint("journaled")
-            done = self._execute_all(planned, entries, results)
-            # One fsync per touched folder, before the moves are recorded as DONE.
-            folders = {os.path.dirname(d) for _, d in done}
-            folders |= {os.path.dirname(e.src) for e, _ in done}
-            for folder in folders:
-                fsync_dir(Path(folder))
+            done = self._execute_all(planned, requests, results)
+            # The touched folders made durable before the moves are recorded as DONE.
+            sync_folders(folders)
             self.writer.call(lambda: finish_rows(done))
             self.checkpoint("finished")
         finally:
-            self._release([str(p[2]) for p in planned])
+            # A clash at link time reserved a further name: release both.
+            self._release(reserved + [e.dst for e in entries])
         return [results[i] for i in range(len(requests))]
 
     # planning ----------------------------------------------------------------------
 
     def _plan(
         self, requests: list[MoveRequest]
-    ) -> tuple[list[tuple[int, MoveRequest, Path, str]], dict[int, MoveResult]]:
-        planned, results = [], {}
-        folder_devices: dict[Path, int] = (
-            {}
-        )  # each destination folder made and stat'ed once
+    ) -> tuple[list[tuple[int, Entry]], dict[int, MoveResult], dict[str, int]]:
+        """Entries for the movable requests, results for the others, folders touched."""
+        planned, results, touched = [], {}, {}
+        # Each destination folder is made and stat'ed once.
+        folders: dict[str, _Folder] = {}
         for index, request in enumerate(requests):
+            src, dst = os.fspath(request.src), os.fspath(request.dst)
             try:
-                src_dev = regular_file(request.src).st_dev
-                folder = request.dst.parent
-                if folder not in folder_devices:
-                    folder.mkdir(parents=True, exist_ok=True)
-                    folder_devices[folder] = os.stat(folder).st_dev
-                same_fs = src_dev == folder_devices[folder] and not self.force_copy
-                method = "link" if same_fs else "copy"
-                planned.append((index, request, self._reserve(request.dst), method))
+                src_dev = regular_file(src).st_dev
+                folder = os.path.dirname(dst)
+                found = folders.get(folder)
+                if found is None:
+                    found = folders[folder] = _Folder.make(folder)
+                link = src_dev == found.device and not self.force_copy
+                free = self._reserve(dst, found.made)
+                touched[folder] = found.device
+                touched[os.path.dirname(src)] = src_dev
+                entry = Entry(src, free, "link" if link else "copy", request.file_id)
+                entry.new_status, entry.sha256 = request.new_status, request.sha256
+                entry.tmp = None if link else temp_name(free)
+                planned.append((index, entry))
             except (MoveError, OSError) as exc:
                 results[index] = MoveResult(request, None, _reason(exc))
-        return planned, results
+        return planned, results, touched
 
-    def _reserve(self, dst: Path) -> Path:
+    def _reserve(self, dst: str, fresh: bool = False) -> str:
+        """A free name for `dst`; in a `fresh` folder (just made) only ours are taken.
+
+        Skipping the lookup there is safe: link() never overwrites, and a name taken
+        meanwhile moves the file on to the next free one.
+        """
         with self._lock:
             for name in candidate_names(dst):
-                if str(name) not in self._reserved and not exists(name):
-                    self._reserved.add(str(name))
+                if name not in self._reserved and (fresh or not exists(name)):
+                    self._reserved.add(name)
                     return name
         raise AssertionError("unreachable")
 
@@ -278,79 +427,37 @@ class Mover:
         with self._lock:
             self._reserved.difference_update(names)
 
-    @staticmethod
-    def _journal(
-        index: int, request: MoveRequest, dst: Path, method: str
-    ) -> MoveJournal:
-        """Insert a PENDING entry (writer thread; raw SQL, see `finish_rows`)."""
-        tmp = None
-        if method == "copy":
-            tmp = str(dst.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}-{dst.name}"))
-        entry = MoveJournal(
-            src=str(request.src),
-            dst=str(dst),
-            tmp=tmp,
-            method=method,
-            state=MoveState.PENDING,
-            file_id=request.file_id,
-            new_status=request.new_status,
-            sha256=request.sha256,
-            created_at=utcnow(),
-        )
-        cursor = database_proxy.connection().execute(
-            "INSERT INTO move_journal (src, dst, tmp, method, state, file_id,"
-            " new_status, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                entry.src,
-                entry.dst,
-                entry.tmp,
-                entry.method,
-                entry.state,
-                entry.file_id,
-                entry.new_status,
-                entry.sha256,
-                sql_time(entry.created_at),
-            ),
-        )
-        entry.id = cursor.lastrowid
-        return entry
-
     # execution ---------------------------------------------------------------------
 
     def _execute_all(
         self,
-        planned: list[tuple[int, MoveRequest, Path, str]],
-        entries: list[MoveJournal],
+        planned: list[tuple[int, Entry]],
+        requests: list[MoveRequest],
         results: dict[int, MoveResult],
-    ) -> list[tuple[MoveJournal, Path]]:
+    ) -> list[tuple[Entry, str]]:
         done = []
-        for (index, request, _, _), entry in zip(planned, entries, strict=True):
+        for index, entry in planned:
             try:
                 with self._slot():
                     final = self._execute(entry)
-                done.append((entry, final))
-                results[index] = MoveResult(request, final)
             except (MoveError, OSError) as exc:
-                final = self._settle_failure(entry, _reason(exc))
-                if final is not None:
-                    done.append((entry, final))
-                    results[index] = MoveResult(request, final)
-                else:
-                    results[index] = MoveResult(request, None, _reason(exc))
+                settled = self._settle_failure(entry, _reason(exc))
+                if settled is None:
+                    results[index] = MoveResult(requests[index], None, _reason(exc))
+                    continue
+                final = settled
+            done.append((entry, final))
+            results[index] = MoveResult(requests[index], final)
         return done
 
-    def _settle_failure(self, entry: MoveJournal, reason: str) -> Path | None:
+    def _settle_failure(self, entry: Entry, reason: str) -> str | None:
         """Let the disk say how a failed move ended, as recovery would after a crash."""
         log = logger.bind(event="move", file_id=entry.file_id, status="failed")
         log.warning("move {} -> {} failed: {}", entry.src, entry.dst, reason)
         try:
             state, dst, error = settle(entry)
         except OSError as exc:
-            state, dst, error = (
-                MoveState.FAILED,
-                Path(entry.dst),
-                f"{reason}; {_reason(exc)}",
-            )
+            state, dst, error = MoveState.FAILED, entry.dst, f"{reason}; {_reason(exc)}"
         if state == MoveState.DONE:
             return dst
         message = reason if state == MoveState.ABANDONED else (error or reason)
@@ -360,7 +467,7 @@ class Mover:
     def _slot(self) -> AbstractContextManager[object]:
         return self.fs_slots if self.fs_slots is not None else nullcontext()
 
-    def _execute(self, entry: MoveJournal) -> Path:
+    def _execute(self, entry: Entry) -> str:
         if entry.method == "link":
             try:
                 return self._link_move(entry)
@@ -370,67 +477,55 @@ class Mover:
                 self._switch_to_copy(entry)
         return self._copy_move(entry)
 
-    def _switch_to_copy(self, entry: MoveJournal) -> None:
-        dst = Path(entry.dst)
-        tmp = dst.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}-{dst.name}")
+    def _switch_to_copy(self, entry: Entry) -> None:
+        entry.method, entry.tmp = "copy", temp_name(entry.dst)
+        self.writer.call(lambda: update_entry(entry), durable=True)
 
-        def update() -> None:
-            entry.method, entry.tmp = "copy", str(tmp)
-            entry.save()
-
-        self.writer.call(update, durable=True)
-
-    def _link_into_place(self, entry: MoveJournal, source: Path) -> Path:
+    def _link_into_place(self, entry: Entry, source: str) -> str:
         """Hard-link `source` at the entry's destination, moving on to a free name on a clash."""
-        dst = Path(entry.dst)
         for _ in range(1000):
             try:
-                os.link(source, dst, follow_symlinks=False)
-                return dst
+                os.link(source, entry.dst, follow_symlinks=False)
+                return entry.dst
             except FileExistsError:
-                dst = self._rename_target(entry, dst)
+                self._rename_target(entry)
         raise MoveError(f"no free name for {entry.dst}")
 
-    def _rename_target(self, entry: MoveJournal, taken: Path) -> Path:
+    def _rename_target(self, entry: Entry) -> None:
         with self._lock:
             new = next(
                 n
-                for n in candidate_names(taken)
-                if not exists(n) and str(n) not in self._reserved
+                for n in candidate_names(entry.dst)
+                if not exists(n) and n not in self._reserved
             )
-            self._reserved.add(str(new))
+            self._reserved.add(new)
+        entry.dst = new
+        self.writer.call(lambda: update_entry(entry), durable=True)
 
-        def update() -> None:
-            entry.dst = str(new)
-            entry.save()
-
-        self.writer.call(update, durable=True)
-        return new
-
-    def _link_move(self, entry: MoveJournal) -> Path:
+    def _link_move(self, entry: Entry) -> str:
         # No second lstat: link() never opens or follows the source, so a file swapped
         # for a symlink or FIFO since planning is moved as what it is, never read.
-        src = Path(entry.src)
-        dst = self._link_into_place(entry, src)
+        dst = self._link_into_place(entry, entry.src)
         self.checkpoint("linked")
-        os.unlink(src)
+        os.unlink(entry.src)
         self.checkpoint("unlinked")
         return dst
 
-    def _copy_move(self, entry: MoveJournal) -> Path:
-        src, tmp = Path(entry.src), Path(str(entry.tmp))
+    def _copy_move(self, entry: Entry) -> str:
+        src, tmp = entry.src, str(entry.tmp)
         try:
             self._copy_verified(src, tmp, entry.sha256, self.checkpoint)
             self.checkpoint("copied")
             dst = self._link_into_place(entry, tmp)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            if exists(tmp):
+                os.unlink(tmp)
             raise
         self.checkpoint("placed")
         os.unlink(tmp)
         # Across filesystems nothing orders the two journals: make the copy durable
         # before the source goes.
-        fsync_dir(dst.parent)
+        fsync_dir(os.path.dirname(dst))
         self.checkpoint("tmp_removed")
         os.unlink(src)
         self.checkpoint("unlinked")
@@ -438,7 +533,7 @@ class Mover:
 
     @staticmethod
     def _copy_verified(
-        src: Path, tmp: Path, expected: str | None, checkpoint: Checkpoint
+        src: str, tmp: str, expected: str | None, checkpoint: Checkpoint
     ) -> None:
         src_fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         try:
@@ -455,7 +550,7 @@ class Mover:
             raise MoveError(f"copy of {src} does not verify (SHA-256 differs)")
 
 
-def _copy_fd(src_fd: int, tmp: Path, checkpoint: Checkpoint) -> str:
+def _copy_fd(src_fd: int, tmp: str, checkpoint: Checkpoint) -> str:
     digest = hashlib.sha256()
     out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
@@ -483,11 +578,10 @@ def _reason(exc: BaseException) -> str:
 def recover(writer: Writer) -> dict[str, int]:
     """Settle every PENDING journal entry; returns counts by outcome state."""
     counts = {MoveState.DONE: 0, MoveState.ABANDONED: 0, MoveState.FAILED: 0}
-    pending = list(MoveJournal.select().where(MoveJournal.state == MoveState.PENDING))
-    for entry in pending:
+    for entry in pending_entries():
         state, dst, error = settle(entry)
         if state == MoveState.DONE:
-            writer.call(lambda e=entry, d=dst: finish_row(e, d))
+            writer.call(lambda e=entry, d=dst: finish_rows([(e, d)]))
         else:
             writer.call(lambda e=entry, s=state, r=error: close_entry(e, s, r))
         counts[state] += 1
@@ -501,15 +595,14 @@ def recover(writer: Writer) -> dict[str, int]:
     return counts
 
 
-def settle(entry: MoveJournal) -> tuple[str, Path, str | None]:
+def settle(entry: Entry) -> tuple[str, str, str | None]:
     """Decide, from what is on disk, how an interrupted move ended; fixes the disk up."""
-    src, dst = Path(entry.src), Path(entry.dst)
     if entry.method == "link":
-        return _settle_link(src, dst)
-    return _settle_copy(src, dst, Path(str(entry.tmp)), entry.sha256)
+        return _settle_link(entry.src, entry.dst)
+    return _settle_copy(entry.src, entry.dst, str(entry.tmp), entry.sha256)
 
 
-def _settle_link(src: Path, dst: Path) -> tuple[str, Path, str | None]:
+def _settle_link(src: str, dst: str) -> tuple[str, str, str | None]:
     if exists(dst) and exists(src):
         if same_file(src, dst):
             os.unlink(src)
@@ -523,8 +616,8 @@ def _settle_link(src: Path, dst: Path) -> tuple[str, Path, str | None]:
 
 
 def _settle_copy(
-    src: Path, dst: Path, tmp: Path, expected: str | None
-) -> tuple[str, Path, str | None]:
+    src: str, dst: str, tmp: str, expected: str | None
+) -> tuple[str, str, str | None]:
     if exists(tmp) and exists(dst) and same_file(tmp, dst):
         os.unlink(tmp)
     if exists(dst):
@@ -545,7 +638,7 @@ def _settle_copy(
     return MoveState.FAILED, dst, f"source missing; partial copy kept at {tmp}"
 
 
-def _drop_partial(tmp: Path, src: Path) -> None:
+def _drop_partial(tmp: str, src: str) -> None:
     """Remove our partial copy; only called while the source is still in place."""
     if exists(tmp) and exists(src):
         os.unlink(tmp)

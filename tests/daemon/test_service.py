@@ -54,3 +54,12 @@ def test_rows_left_new_or_hashed_are_resumed_at_start(service: Any) -> None:
     service()
     wait_until(lambda: File.get_or_none(File.status == FileStatus.UNIQUE), timeout=10)
     assert File.select().count() == 1
+
+
+def test_start_up_objects_are_frozen_until_stop(service: Any) -> None:
+    import gc
+
+    svc = service()
+    assert gc.get_freeze_count() > 0  # full collections skip the start-up objects
+    svc.stop()
+    assert gc.get_freeze_count() == 0

@@ -10,6 +10,7 @@ import pytest
 
 from pipeline import db as dbmod
 from pipeline.models import File, database_proxy
+from tests.conftest import wait_until
 
 
 def dump(path: Path) -> list[tuple[str, str]]:
@@ -119,3 +120,52 @@ def test_durable_writes_commit_with_full_sync(tmp_path: Path) -> None:
     assert writer.call(level, durable=True) == 2
     writer.close()
     database_proxy.initialize(None)
+
+
+def test_version_4_drops_the_partial_hash_index(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    db = dbmod.open_database(path)
+    db.execute_sql(
+        "CREATE INDEX files_accepted_sha256 ON files(sha256) "
+        "WHERE status IN ('UNIQUE','BATCHED','SYNCED','SORTED')"
+    )
+    db.execute_sql("DELETE FROM schema_version WHERE version >= 4")
+    db.close()
+    db = dbmod.open_database(path)
+    assert "files_accepted_sha256" not in " ".join(n for n, _ in dump(path))
+    plan = db.execute_sql(
+        "EXPLAIN QUERY PLAN SELECT id FROM files WHERE sha256 = ? AND id != ?"
+        " AND status IN ('UNIQUE','BATCHED','SYNCED','SORTED') LIMIT 1",
+        ("0" * 64, 1),
+    ).fetchall()
+    assert "USING INDEX files_sha256" in str(plan)
+    db.close()
+    database_proxy.initialize(None)
+
+
+def rows_in_main_file(path: Path, copy: Path) -> int:
+    """Rows of `files` in the database file alone, as if its WAL were lost."""
+    copy.write_bytes(path.read_bytes())
+    con = sqlite3.connect(copy)
+    try:
+        return con.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_idle_writer_checkpoints_the_wal(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    db = dbmod.open_database(path)
+    db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # the schema into the file
+    writer = dbmod.Writer(db, idle_checkpoint=1.5)
+    copy = tmp_path / "copy.sqlite"
+    try:
+        writer.call(
+            lambda: File.create(original_path="/a", rel_path="a", current_path="/a")
+        )
+        # Just committed: in the WAL, not yet in the database file.
+        assert rows_in_main_file(path, copy) == 0
+        assert wait_until(lambda: rows_in_main_file(path, copy) == 1, timeout=10)
+    finally:
+        writer.close()
+        database_proxy.initialize(None)

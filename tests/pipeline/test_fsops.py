@@ -305,3 +305,102 @@ def test_recovery_places_a_verified_partial_when_source_vanished(
     )
     assert fsops.recover(writer)["DONE"] == 1
     assert (tmp_path / "a.jpg.out").read_text() == "content" and not tmp.exists()
+
+
+def test_a_file_appearing_in_a_new_folder_is_never_overwritten(
+    tmp_path: Path, writer: Writer
+) -> None:
+    # The mover skips the name lookups in a folder it has just made; a file put there
+    # between planning and linking must still push the move on to the next name.
+    src = tmp_path / "in" / "a.jpg"
+    src.parent.mkdir()
+    src.write_text("moved")
+    out = tmp_path / "new" / "day"
+    intruder = out / "a.jpg"
+
+    def drop_intruder(step: str) -> None:
+        if step == "journaled":
+            intruder.write_text("intruder")
+
+    mover = Mover(writer, checkpoint=drop_intruder)
+    dst = mover.move(MoveRequest(src, intruder))
+    assert dst == out / "a_1.jpg" and dst.read_text() == "moved"
+    assert intruder.read_text() == "intruder" and not src.exists()
+    assert not mover._reserved  # both the planned and the final name are released
+    journal = MoveJournal.get()
+    assert journal.state == MoveState.DONE and journal.dst == str(dst)
+
+
+def test_names_clash_within_one_call_into_a_new_folder(
+    tmp_path: Path, writer: Writer
+) -> None:
+    sources = []
+    for n in range(3):
+        (tmp_path / "in" / str(n)).mkdir(parents=True)
+        sources.append(tmp_path / "in" / str(n) / "x.jpg")
+        sources[-1].write_text(str(n))
+    results = Mover(writer).move_many(
+        [MoveRequest(s, tmp_path / "fresh" / "x.jpg") for s in sources]
+    )
+    names = [r.dst.name for r in results if r.dst is not None]
+    assert names == ["x.jpg", "x_1.jpg", "x_2.jpg"]
+    assert [(tmp_path / "fresh" / n).read_text() for n in names] == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/a/b.jpg", ("/a/b", ".jpg")),
+        ("/a/b.tar.gz", ("/a/b.tar", ".gz")),
+        ("/a/.hidden", ("/a/.hidden", "")),
+        ("/a.d/noext", ("/a.d/noext", "")),
+        ("/a/trailing.", ("/a/trailing.", "")),
+        ("plain", ("plain", "")),
+    ],
+)
+def test_split_suffix_agrees_with_pathlib(path: str, expected: tuple[str, str]) -> None:
+    assert fsops.split_suffix(path) == expected
+    assert expected[1] == Path(path).suffix
+
+
+def test_many_folders_are_made_durable_with_one_syncfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = fsops._SYNCFS
+    assert real is not None  # Linux with glibc: the daemon's platform
+
+    def counted(fd: int) -> int:
+        calls.append(fd)
+        return real(fd)
+
+    fsynced: list[str] = []
+    monkeypatch.setattr(fsops, "_SYNCFS", counted)
+    monkeypatch.setattr(fsops, "fsync_dir", lambda p: fsynced.append(str(p)))
+    device = os.stat(tmp_path).st_dev
+    many = {str(tmp_path / f"d{n}"): device for n in range(fsops.SYNCFS_FROM)}
+    for folder in many:
+        os.mkdir(folder)
+    fsops.sync_folders(many)
+    assert len(calls) == 1 and fsynced == []
+    few = dict(list(many.items())[:3])
+    fsops.sync_folders(few)
+    assert len(calls) == 1 and fsynced == list(few)
+
+
+def test_a_failing_syncfs_falls_back_to_an_fsync_per_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fsynced: list[str] = []
+    monkeypatch.setattr(fsops, "_SYNCFS", lambda fd: -1)
+    monkeypatch.setattr(fsops, "fsync_dir", lambda p: fsynced.append(str(p)))
+    device = os.stat(tmp_path).st_dev
+    folders = {str(tmp_path / f"d{n}"): device for n in range(fsops.SYNCFS_FROM)}
+    for folder in folders:
+        os.mkdir(folder)
+    fsops.sync_folders(folders)
+    assert fsynced == list(folders)
+    fsynced.clear()
+    monkeypatch.setattr(fsops, "_SYNCFS", None)  # no syncfs in this libc
+    fsops.sync_folders(folders)
+    assert fsynced == list(folders)
