@@ -12,6 +12,7 @@ from loguru import logger
 from pipeline import batch, cleanup, sort, sync
 from pipeline.context import Context
 from pipeline.jobs import Jobs
+from pipeline.syncthing import SyncthingError
 
 SORT_INTERVAL = 10.0
 
@@ -67,7 +68,12 @@ class Scheduler:
 
     def sync_tick(self) -> None:
         if self.ctx.settings.syncthing.auto_start:
-            sync.start_sync(self.ctx)
+            try:
+                sync.start_sync(self.ctx)
+            except (sync.NotReady, SyncthingError) as exc:
+                # Recorded on the batches (or seen by the poll): keep following
+                # the batches already handed over.
+                logger.bind(event="sync").warning("batches not handed over: {}", exc)
         self.syncthing_state = sync.poll(self.ctx)
         if self.ctx.settings.sort.auto:
             self.now("sort")

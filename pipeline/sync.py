@@ -22,7 +22,6 @@ from pipeline.sync_check import BatchFile, check_batch, required_devices
 from pipeline.syncthing import (
     SyncthingError,
     SyncthingUnauthorized,
-    SyncthingUnavailable,
 )
 
 _lock = threading.Lock()
@@ -37,13 +36,54 @@ class NotReady(Exception):
     """The batch asked for cannot be handed to Syncthing in its current state."""
 
 
+class UnsafeFolder(NotReady):
+    """The Syncthing folder would let a remote device change or delete a batch here."""
+
+
 def start_sync(ctx: Context, batch_id: int | None = None) -> list[Batch]:
-    """Move CREATED batches (or just `batch_id`) into the Syncthing folder."""
+    """Move CREATED batches (or just `batch_id`) into the Syncthing folder.
+
+    Raises UnsafeFolder (and records it on the batches, which stay where they are)
+    unless the Syncthing folder is Send Only.
+    """
     if ctx.syncthing is None:
         raise SyncDisabled("Syncthing is disabled (syncthing.enabled: false)")
     with _lock:
         batches = _startable(batch_id)
+        if batches:
+            _ensure_send_only(ctx, batches)
         return [_hand_over(ctx, b) for b in batches]
+
+
+def _ensure_send_only(ctx: Context, batches: list[Batch]) -> None:
+    # Any other type carries a deletion made on a remote device into sync_dir: the
+    # batch, not yet sorted, would be gone here too. Syncthing's default type is
+    # Send & Receive, so this is the mistake to expect.
+    folder_id = ctx.settings.syncthing.folder_id
+    ids = [b.id for b in batches]
+    try:
+        kind = str(ctx.syncthing.folder(folder_id).get("type") or "of unknown type")
+    except SyncthingError as exc:
+        reason = describe(exc)
+        ctx.writer.call(lambda: _set_many(ids, last_error=reason))
+        raise
+    if kind == "sendonly":
+        return
+    message = (
+        f"Syncthing folder {folder_id!r} is {kind}, not Send Only: a deletion on a "
+        "remote device would delete batches here before they are sorted. Set its "
+        "Folder Type to Send Only (docs/OPERATIONS.md); the batches wait meanwhile"
+    )
+    ctx.writer.call(lambda: _set_many(ids, last_error=message))
+    logger.bind(event="sync", status="refused").error("{}", message)
+    raise UnsafeFolder(message)
+
+
+def describe(exc: SyncthingError) -> str:
+    """What a batch's `last_error` says about a failed Syncthing call."""
+    if isinstance(exc, SyncthingUnauthorized):
+        return "Syncthing rejected the API key (HTTP 403): check syncthing.api_key"
+    return f"Syncthing: {exc}"
 
 
 def _startable(batch_id: int | None) -> list[Batch]:
@@ -105,7 +145,11 @@ def _hand_over(ctx: Context, batch: Batch) -> Batch:
 
 
 def _set(batch_id: int, **values: Any) -> None:
-    Batch.update(updated_at=utcnow(), **values).where(Batch.id == batch_id).execute()
+    _set_many([batch_id], **values)
+
+
+def _set_many(batch_ids: list[int], **values: Any) -> None:
+    Batch.update(updated_at=utcnow(), **values).where(Batch.id.in_(batch_ids)).execute()
 
 
 _last_scan: dict[int, float] = {}
@@ -144,16 +188,11 @@ def poll(ctx: Context) -> str:
     ):
         try:
             check_one(ctx, batch)
-        except SyncthingUnauthorized:
-            message = (
-                "Syncthing rejected the API key (HTTP 403): check syncthing.api_key"
-            )
+        except SyncthingError as exc:
+            message = describe(exc)
             ctx.writer.call(lambda b=batch, m=message: _set(b.id, last_error=m))
-            return "unauthorized"
-        except (SyncthingUnavailable, SyncthingError) as exc:
-            ctx.writer.call(
-                lambda b=batch, e=exc: _set(b.id, last_error=f"Syncthing: {e}")
-            )
+            if isinstance(exc, SyncthingUnauthorized):
+                return "unauthorized"
             state = "unreachable"
             break
     if state == "ok":

@@ -110,3 +110,32 @@ def test_wrong_key_is_reported_not_fatal(
     assert "API key" in (row.last_error or "")
     assert "wrong-key" not in (row.last_error or "")
     assert svc.healthy()
+
+
+def test_a_send_receive_folder_gets_no_batch_until_made_send_only(
+    service: Any, syncthing_pair: SyncthingPair
+) -> None:
+    # Syncthing's default folder type: a deletion on the remote would come back here.
+    client = syncthing_pair.client()
+    try:
+        folder = client.folder(syncthing_pair.folder_id)
+        assert folder["type"] == "sendonly"  # what the real API calls the field
+        client.put_folder({**folder, "type": "sendreceive"})
+        svc = daemon(service, syncthing_pair)
+        ingest(svc, ["r.jpg"], 15)
+        made = batches.create_batch(svc.ctx)
+        assert made is not None
+        wait_until(
+            lambda: "not Send Only" in (Batch.get_by_id(made.id).last_error or ""),
+            timeout=20,
+        )
+        svc.scheduler.sync_tick()
+        assert Batch.get_by_id(made.id).status == BatchStatus.CREATED
+        assert (svc.ctx.roots.batch_dir / made.name / "r.jpg").exists()
+        assert not (syncthing_pair.local_dir / made.name).exists()
+        client.put_folder({**folder, "type": "sendonly"})
+        wait_until(
+            lambda: Batch.get_by_id(made.id).status == BatchStatus.SYNCED, timeout=60
+        )
+    finally:
+        client.close()

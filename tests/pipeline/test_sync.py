@@ -16,7 +16,7 @@ import pytest
 from pipeline import batch as batches
 from pipeline import sync
 from pipeline.models import Batch, BatchStatus, File, FileStatus
-from pipeline.syncthing import SyncthingClient
+from pipeline.syncthing import SyncthingClient, SyncthingError
 from tests.conftest import wait_until
 
 ME, REMOTE = "AAAAAAA-ME", "BBBBBBB-REMOTE"
@@ -30,10 +30,12 @@ class FakeSyncthing:
         self.fault: str | None = None
         self.need: list[dict[str, Any]] = []
         self.calls: list[str] = []
+        self.folder_type = "sendonly"
+        self.broken: set[str] = set()  # paths that answer 500
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.calls.append(request.url.path)
-        if self.fault == "500":
+        if self.fault == "500" or request.url.path in self.broken:
             return httpx.Response(500, text="internal")
         if self.fault == "timeout":
             raise httpx.ReadTimeout("slow", request=request)
@@ -53,7 +55,8 @@ class FakeSyncthing:
             return httpx.Response(200, json=[{"deviceID": ME}, {"deviceID": REMOTE}])
         if path.startswith("/rest/config/folders/"):
             devices = [{"deviceID": ME}, {"deviceID": REMOTE}]
-            return httpx.Response(200, json={"id": "media", "devices": devices})
+            body = {"id": "media", "type": self.folder_type, "devices": devices}
+            return httpx.Response(200, json=body)
         if path == "/rest/db/scan":
             return httpx.Response(200, text="")
         if path == "/rest/db/file":
@@ -161,10 +164,23 @@ def test_faults_keep_the_batch_syncing_with_an_error(
 def test_rescan_failure_is_recorded_and_the_batch_still_handed_over(stack: Any) -> None:
     svc, fake = stack
     make_batch(svc)
-    fake.fault = "500"
+    fake.broken = {"/rest/db/scan"}
     (moved,) = sync.start_sync(svc.ctx)
     assert moved.status == BatchStatus.SYNCING
     assert "rescan failed" in (moved.last_error or "")
+
+
+def test_no_hand_over_while_the_folder_type_cannot_be_read(stack: Any) -> None:
+    svc, fake = stack
+    made = make_batch(svc)
+    fake.fault = "500"
+    with pytest.raises(SyncthingError):
+        sync.start_sync(svc.ctx)
+    assert Batch.get_by_id(made.id).status == BatchStatus.CREATED
+    assert (svc.ctx.roots.batch_dir / made.name / "manifest.json").exists()
+    fake.fault = None
+    (moved,) = sync.start_sync(svc.ctx)
+    assert moved.status == BatchStatus.SYNCING
 
 
 def test_disabled_and_wrong_state(service: Any) -> None:
@@ -187,3 +203,25 @@ def test_unknown_and_not_ready_batch(stack: Any) -> None:
         statuses[0]["name"] == made.name
         and statuses[0]["bytes_total"] == made.size_bytes
     )
+
+
+@pytest.mark.parametrize("kind", ["sendreceive", "receiveonly", None])
+def test_a_folder_that_is_not_send_only_gets_no_batch(
+    stack: Any, kind: str | None
+) -> None:
+    svc, fake = stack
+    fake.folder_type = kind
+    made = make_batch(svc)
+    with pytest.raises(sync.UnsafeFolder, match="not Send Only"):
+        sync.start_sync(svc.ctx)
+    row = Batch.get_by_id(made.id)
+    assert row.status == BatchStatus.CREATED and "Send Only" in row.last_error
+    assert (svc.ctx.roots.batch_dir / made.name / "dir" / "f0.bin").exists()
+    assert not (svc.ctx.roots.sync_dir / made.name).exists()
+    assert "/rest/db/scan" not in fake.calls
+    # The scheduled tick reports it and still follows the batches already handed over.
+    svc.scheduler.sync_tick()
+    assert svc.scheduler.syncthing_state == "ok"
+    fake.folder_type = "sendonly"
+    (moved,) = sync.start_sync(svc.ctx)
+    assert moved.status == BatchStatus.SYNCING and moved.last_error is None

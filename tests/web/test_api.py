@@ -314,6 +314,11 @@ def test_sync_routes_with_a_syncthing_that_answers(service: Any) -> None:
         is_error(
             client.post("/api/sync/start", json={"batch_id": 99}), 404, "NOT_FOUND"
         )
+        fake.folder_type = "sendreceive"
+        unsafe = client.post("/api/sync/start", json={"batch_id": made.id})
+        is_error(unsafe, 409, "CONFLICT")
+        assert "not Send Only" in unsafe.json()["message"]
+        fake.folder_type = "sendonly"
         started = client.post("/api/sync/start", json={"batch_id": made.id})
         assert started.status_code == 202
         assert started.json()["data"]["batches"][0]["status"] == "SYNCING"
