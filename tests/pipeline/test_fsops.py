@@ -377,6 +377,10 @@ def test_many_folders_are_made_durable_with_one_syncfs(
     fsynced: list[str] = []
     monkeypatch.setattr(fsops, "_SYNCFS", counted)
     monkeypatch.setattr(fsops, "fsync_dir", lambda p: fsynced.append(str(p)))
+    kind = fsops.filesystem_type(tmp_path)
+    assert kind is not None
+    # This disk, whatever it is (ext4 here), counts as one where syncfs is enough.
+    monkeypatch.setitem(fsops.SYNCFS_FILESYSTEMS, kind, "the test's filesystem")
     device = os.stat(tmp_path).st_dev
     many = {str(tmp_path / f"d{n}"): device for n in range(fsops.SYNCFS_FROM)}
     for folder in many:
@@ -404,3 +408,20 @@ def test_a_failing_syncfs_falls_back_to_an_fsync_per_folder(
     monkeypatch.setattr(fsops, "_SYNCFS", None)  # no syncfs in this libc
     fsops.sync_folders(folders)
     assert fsynced == list(folders)
+
+
+def test_syncfs_only_on_filesystems_known_to_flush_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(fsops, "_SYNCFS", lambda fd: calls.append(fd) or 0)
+    fsynced: list[str] = []
+    monkeypatch.setattr(fsops, "fsync_dir", lambda p: fsynced.append(str(p)))
+    device = os.stat(tmp_path).st_dev
+    folders = {str(tmp_path / f"d{n}"): device for n in range(fsops.SYNCFS_FROM)}
+    for folder in folders:
+        os.mkdir(folder)
+    # As if the folders were on FUSE or NFS: the statfs type is not in the list.
+    monkeypatch.setattr(fsops, "SYNCFS_FILESYSTEMS", {})
+    fsops.sync_folders(folders)
+    assert calls == [] and fsynced == list(folders)
