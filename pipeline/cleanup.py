@@ -177,13 +177,16 @@ def _inside(path: Path, root_real: Path) -> None:
         raise Changed(f"no longer inside {root_real}")
 
 
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    # The inode alone is not enough: ext4 hands a freed inode to the next new file,
+    # so a file deleted and re-created at the same name can carry the old number.
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def _unlink(path: Path, seen: os.stat_result, root_real: Path) -> None:
     _inside(path, root_real)
     now = os.lstat(path)
-    if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (
-        seen.st_dev,
-        seen.st_ino,
-    ):
+    if not stat.S_ISREG(now.st_mode) or _identity(now) != _identity(seen):
         raise Changed("replaced since it was checked; left in place")
     os.unlink(path)
 

@@ -110,14 +110,29 @@ def service(tmp_path: Path) -> Iterator[Callable[..., Any]]:
         svc.stop()
 
 
+def stray_threads(
+    before: set[threading.Thread], timeout: float = 5.0
+) -> list[threading.Thread]:
+    """Non-daemon threads started since `before` still alive after `timeout` seconds.
+
+    Stopped threads get the grace period to finish; a thread left running by a test
+    (a server, a writer, a scheduler never stopped) is what this returns.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        extra = [
+            t
+            for t in threading.enumerate()
+            if t not in before and not t.daemon and t.is_alive()
+        ]
+        if not extra or time.monotonic() > deadline:
+            return extra
+        time.sleep(0.02)
+
+
 @pytest.fixture(autouse=True)
 def _no_stray_threads() -> Iterator[None]:
     before = set(threading.enumerate())
     yield
-    # Give stopped threads a moment; a leak shows up as a growing thread count.
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline:
-        extra = [t for t in threading.enumerate() if t not in before and not t.daemon]
-        if not extra:
-            return
-        time.sleep(0.02)
+    extra = stray_threads(before)
+    assert not extra, "test left threads running: " + ", ".join(t.name for t in extra)

@@ -504,3 +504,69 @@ def test_a_configured_folder_nested_in_another_is_never_removed(
 
     assert pairs(actions) == {("remove_empty_dir", str(r.batch_dir / "empty"))}
     assert r.batch_dir.is_dir()
+
+
+def _race_before_first_action(
+    monkeypatch: pytest.MonkeyPatch, race: Callable[[], None]
+) -> None:
+    """Run `race` once, after planning and before the first action is carried out."""
+    real_carry_out = cleanup._carry_out
+    raced: list[bool] = []
+
+    def racing(step: Any, dry_run: bool) -> Action:
+        if not raced:
+            raced.append(True)
+            race()
+        return real_carry_out(step, dry_run)
+
+    monkeypatch.setattr(cleanup, "_carry_out", racing)
+
+
+@pytest.mark.parametrize("old_one", ["renamed", "deleted"])
+def test_a_partial_replaced_at_the_same_name_after_planning_is_kept(
+    service: Service, monkeypatch: pytest.MonkeyPatch, old_one: str
+) -> None:
+    """The deletion re-checks identity: a new file at the planned name stays.
+
+    "deleted" frees the inode first, which ext4 gives straight to the new file, so
+    the check must not rest on the inode number alone.
+    """
+    svc = service(cleanup={"temp_max_age_hours": 1})
+    partial = put(svc.ctx.roots.batch_dir / "b" / f"{cleanup.TEMP_PREFIX}x", DAY)
+
+    def replace() -> None:
+        if old_one == "renamed":
+            partial.rename(partial.with_name("kept-aside"))
+        else:
+            partial.unlink()
+        put(partial, data=b"someone else's bytes")
+
+    _race_before_first_action(monkeypatch, replace)
+    actions = {a.path: a for a in run_cleanup(svc.ctx)}
+
+    assert actions[str(partial)].action == "skip"
+    assert "replaced" in actions[str(partial)].reason
+    assert partial.read_bytes() == b"someone else's bytes"
+
+
+def test_a_parent_swapped_for_a_symlink_after_planning_deletes_nothing_outside(
+    service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deletion re-checks the real parent: the same file, now outside, stays."""
+    svc = service(cleanup={"temp_max_age_hours": 1, "min_folder_age_seconds": 0})
+    sub = folder(svc.ctx.roots.batch_dir / "b")
+    partial = put(sub / f"{cleanup.TEMP_PREFIX}x", DAY)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+
+    def swap() -> None:
+        sub.rename(outside / "b")
+        sub.symlink_to(outside / "b", target_is_directory=True)
+
+    _race_before_first_action(monkeypatch, swap)
+    actions = {a.path: a for a in run_cleanup(svc.ctx)}
+
+    assert actions[str(partial)].action == "skip"
+    assert "no longer inside" in actions[str(partial)].reason
+    assert (outside / "b" / partial.name).is_file()
+    assert sub.is_symlink()

@@ -171,6 +171,47 @@ def test_copy_that_does_not_verify_is_abandoned(tmp_path: Path, writer: Writer) 
     assert File.get_by_id(fid).current_path == str(src)
 
 
+@pytest.mark.parametrize("known_hash", [True, False])
+def test_copy_damaged_on_its_way_to_disk_is_never_placed(
+    tmp_path: Path, writer: Writer, known_hash: bool
+) -> None:
+    """The copy is re-read before it is linked: a write that went wrong is caught.
+
+    The source hash matches what was recorded, so only the re-read of the written
+    copy can see that the bytes on disk differ (a bad cable, a faulty disk).
+    """
+    src = tmp_path / "a.jpg"
+    src.write_bytes(b"original bytes " * 1000)
+    fid = add_file(writer, src)
+
+    def damage_the_copy(step: str) -> None:
+        if step != "copying":
+            return
+        for tmp in partials(tmp_path / "out"):
+            with open(tmp, "r+b") as f:
+                f.seek(3)
+                f.write(b"X")
+
+    mover = Mover(writer, force_copy=True, checkpoint=damage_the_copy)
+    result = mover.move_many(
+        [
+            MoveRequest(
+                src,
+                tmp_path / "out" / "a.jpg",
+                fid,
+                FileStatus.DUPLICATE,
+                sha256=sha(src) if known_hash else None,
+            )
+        ]
+    )[0]
+    assert not result.ok and "does not verify" in (result.error or "")
+    assert src.read_bytes() == b"original bytes " * 1000
+    assert not (tmp_path / "out" / "a.jpg").exists()
+    assert partials(tmp_path) == []
+    assert MoveJournal.get().state == MoveState.ABANDONED
+    assert File.get_by_id(fid).current_path == str(src)
+
+
 def test_link_refused_falls_back_to_copy(
     tmp_path: Path, writer: Writer, monkeypatch
 ) -> None:

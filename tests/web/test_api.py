@@ -157,13 +157,41 @@ def test_batch_create_list_and_detail(api: Any) -> None:
 def test_sort_start_and_status(api: Any) -> None:
     svc, client = api
     is_error(client.post("/api/sort/start", json={"batch_id": 7}), 404, "NOT_FOUND")
-    started = client.post("/api/sort/start", json={"dry_run": True})
-    assert started.status_code == 202
+    inbox = svc.ctx.roots.inbox
+    for n in range(3):
+        make_jpeg(inbox / f"p{n}.jpg", f"2021:06:0{n + 1} 10:00:00", seed=n)
+    client.post("/api/dedup/start")
     wait_until(
-        lambda: client.get("/api/sort/status").json()["data"]["job"]["status"] == "DONE"
+        lambda: File.select().where(File.status == FileStatus.UNIQUE).count() == 3,
+        timeout=20,
     )
-    status = client.get("/api/sort/status").json()["data"]
-    assert status["counts"] == {"sorted": 0, "pending": 0, "errors": 0}
+    batch = client.post("/api/batch/create").json()["data"]["batch"]
+
+    def sort(**body: Any) -> dict[str, Any]:
+        started = client.post("/api/sort/start", json=body)
+        assert started.status_code == 202
+        job_id = started.json()["data"]["job"]["id"]
+
+        def finished() -> dict[str, Any] | None:
+            status = client.get("/api/sort/status").json()["data"]
+            job = status["job"]
+            return status if job["id"] == job_id and job["status"] == "DONE" else None
+
+        return wait_until(finished, timeout=20)
+
+    dry = sort(batch_id=batch["id"], dry_run=True)
+    assert dry["counts"] == {"sorted": 0, "pending": 3, "errors": 0}
+    assert not any(svc.ctx.roots.sorted_dir.rglob("*.jpg"))
+
+    done = sort(batch_id=batch["id"])
+    assert done["counts"] == {"sorted": 3, "pending": 0, "errors": 0}
+    assert done["job"]["done"] == 3 and done["job"]["errors"] == 0
+    for n in range(3):
+        placed = svc.ctx.roots.sorted_dir / f"2021/06/0{n + 1}/p{n}.jpg"
+        assert placed.is_file()
+    assert client.get(f"/api/batches/{batch['id']}").json()["data"]["batch"][
+        "status"
+    ] == ("SORTED")
 
 
 def test_cleanup_dry_run(api: Any) -> None:

@@ -1,0 +1,148 @@
+"""Dedup decisions on a real database and real files, without the daemon."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+from pipeline.context import Context
+from pipeline.dedup import Decision, decide, dedup_item
+from pipeline.intake import Item
+from pipeline.models import File, FileStatus
+
+
+def hashed(ctx: Context, name: str, data: bytes, phash: int | None = None) -> Item:
+    """A file in the inbox with its row as the hash stage leaves it (HASHED)."""
+    path = ctx.roots.inbox / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    fid = ctx.writer.call(
+        lambda: File.create(
+            original_path=str(path),
+            rel_path=name,
+            current_path=str(path),
+            size=len(data),
+            sha256=digest,
+            phash=phash,
+            status=FileStatus.HASHED,
+        ).id
+    )
+    return Item(fid, path, digest, phash)
+
+
+def on_writer(ctx: Context, item: Item) -> Decision | None:
+    return ctx.writer.call(lambda: decide(ctx, item))
+
+
+def status(fid: int) -> str:
+    return File.get_by_id(fid).status
+
+
+def test_first_copy_is_unique_and_joins_the_near_index(ctx: Context) -> None:
+    item = hashed(ctx, "a.jpg", b"one", phash=0x0F0F0F0F0F0F0F0F)
+    assert on_writer(ctx, item) == Decision(FileStatus.UNIQUE)
+    assert status(item.file_id) == FileStatus.UNIQUE
+    assert ctx.near_index is not None and len(ctx.near_index) == 1
+
+
+def test_exact_copy_is_moved_to_duplicates_dir_and_points_at_the_first(
+    ctx: Context,
+) -> None:
+    first = hashed(ctx, "a.jpg", b"same bytes")
+    dedup_item(ctx, first)
+    copy = hashed(ctx, "sub/b.jpg", b"same bytes")
+    assert dedup_item(ctx, copy) is copy
+    row = File.get_by_id(copy.file_id)
+    assert (row.status, row.duplicate_of) == (FileStatus.DUPLICATE, first.file_id)
+    moved = ctx.roots.duplicates_dir / "sub" / "b.jpg"
+    assert row.current_path == str(moved) and moved.read_bytes() == b"same bytes"
+    assert not copy.path.exists() and first.path.exists()
+
+
+def test_a_decided_file_is_not_decided_again(ctx: Context) -> None:
+    item = hashed(ctx, "a.jpg", b"one")
+    assert on_writer(ctx, item) is not None
+    assert on_writer(ctx, item) is None
+    assert dedup_item(ctx, item) is None
+    assert status(item.file_id) == FileStatus.UNIQUE
+
+
+def test_a_duplicate_decision_leaves_the_row_hashed_until_the_move(
+    ctx: Context,
+) -> None:
+    """A crash between decision and move re-decides the file instead of losing it."""
+    first = hashed(ctx, "a.jpg", b"same")
+    on_writer(ctx, first)
+    copy = hashed(ctx, "b.jpg", b"same")
+    decision = on_writer(ctx, copy)
+    assert decision == Decision(FileStatus.DUPLICATE, duplicate_of=first.file_id)
+    assert status(copy.file_id) == FileStatus.HASHED and copy.path.exists()
+    assert on_writer(ctx, copy) == decision
+
+
+def test_identical_sidecars_are_both_kept(ctx: Context) -> None:
+    a = hashed(ctx, "a.jpg.json", b'{"title": "x"}')
+    b = hashed(ctx, "b.jpg.json", b'{"title": "x"}')
+    assert on_writer(ctx, a) == Decision(FileStatus.UNIQUE)
+    assert on_writer(ctx, b) == Decision(FileStatus.UNIQUE)
+
+
+def test_only_accepted_content_makes_a_duplicate(ctx: Context) -> None:
+    """A copy of a file that is itself a duplicate or failed is judged on its own."""
+    for name, state in (("d.jpg", FileStatus.DUPLICATE), ("e.jpg", FileStatus.ERROR)):
+        other = hashed(ctx, name, b"content")
+        ctx.writer.call(
+            lambda o=other, s=state: File.update(status=s)
+            .where(File.id == o.file_id)
+            .execute()
+        )
+    fresh = hashed(ctx, "f.jpg", b"content")
+    assert on_writer(ctx, fresh) == Decision(FileStatus.UNIQUE)
+
+
+def test_near_duplicate_is_kept_and_flagged_with_its_distance(ctx: Context) -> None:
+    first = hashed(ctx, "a.jpg", b"big", phash=0x0FFF0000FFFF0000)
+    on_writer(ctx, first)
+    near = hashed(ctx, "b.jpg", b"small", phash=0x0FFF0000FFFF0007)
+    assert on_writer(ctx, near) == Decision(
+        FileStatus.UNIQUE, near_duplicate_of=first.file_id, distance=3
+    )
+    row = File.get_by_id(near.file_id)
+    assert (row.near_duplicate_of, row.near_distance) == (first.file_id, 3)
+    far = hashed(ctx, "c.jpg", b"other", phash=0x7000FFFF0000FFFF)
+    assert on_writer(ctx, far) == Decision(FileStatus.UNIQUE)
+
+
+def test_near_duplicate_matching_off_at_distance_zero(make_ctx) -> None:
+    ctx = make_ctx(dedup={"near_duplicate_distance": 0})
+    on_writer(ctx, hashed(ctx, "a.jpg", b"big", phash=0x0FFF0000FFFF0000))
+    near = hashed(ctx, "b.jpg", b"small", phash=0x0FFF0000FFFF0000)
+    assert on_writer(ctx, near) == Decision(FileStatus.UNIQUE)
+
+
+def test_identical_files_decided_at_once_give_exactly_one_unique(
+    ctx: Context,
+) -> None:
+    items = [hashed(ctx, f"copy{i}.jpg", b"the same photo") for i in range(8)]
+    threads = [threading.Thread(target=dedup_item, args=(ctx, i)) for i in items]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = sorted(status(i.file_id) for i in items)
+    assert statuses == [FileStatus.DUPLICATE] * 7 + [FileStatus.UNIQUE]
+    kept = [i for i in items if status(i.file_id) == FileStatus.UNIQUE]
+    assert kept[0].path.exists()
+    assert len(list(ctx.roots.duplicates_dir.iterdir())) == 7
+
+
+def test_sidecar_rule_is_by_extension(tmp_path: Path, ctx: Context) -> None:
+    """A photo never escapes exact matching by a sidecar-like folder name."""
+    first = hashed(ctx, "a.json/photo.jpg", b"pic")
+    on_writer(ctx, first)
+    copy = hashed(ctx, "b.jpg", b"pic")
+    assert on_writer(ctx, copy) == Decision(
+        FileStatus.DUPLICATE, duplicate_of=first.file_id
+    )
