@@ -18,7 +18,13 @@ from typing import Any, TypeVar
 from loguru import logger
 from peewee import SqliteDatabase
 
-from pipeline.models import ALL_MODELS, SchemaVersion, database_proxy
+from pipeline.models import (
+    ALL_MODELS,
+    LibraryRoot,
+    SchemaVersion,
+    VerifyRun,
+    database_proxy,
+)
 
 T = TypeVar("T")
 _STOP = object()
@@ -87,11 +93,18 @@ def _v4_drop_accepted_sha256(db: SqliteDatabase) -> None:
     db.execute_sql("DROP INDEX IF EXISTS files_accepted_sha256")
 
 
+def _v7_adopt_verify(db: SqliteDatabase) -> None:
+    # Rows made before adoption existed all came through the inbox.
+    add_column(db, "files", "source", "VARCHAR(255) DEFAULT 'inbox'")
+    db.create_tables([LibraryRoot, VerifyRun], safe=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[SqliteDatabase], None]]] = [
     (1, _v1_tables),
     (2, _v2_indexes),
     (3, _v3_batch_columns),
     (4, _v4_drop_accepted_sha256),
+    (7, _v7_adopt_verify),
 ]
 
 
@@ -106,9 +119,12 @@ def schema_version(db: SqliteDatabase) -> int:
 def migrate(db: SqliteDatabase) -> list[int]:
     """Apply pending migrations in order, each in its own transaction; idempotent."""
     db.create_tables([SchemaVersion], safe=True)
+    # By set, not by the highest number: versions are assigned to tracks that land
+    # in any order, so a database may hold 7 before 5 exists.
+    done = {row.version for row in SchemaVersion.select(SchemaVersion.version)}
     applied = []
     for version, step in MIGRATIONS:
-        if version <= schema_version(db):
+        if version in done:
             continue
         with db.atomic():
             step(db)

@@ -8,8 +8,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from peewee import (
+    SQL,
     AutoField,
     BigIntegerField,
+    BooleanField,
     CharField,
     DatabaseProxy,
     DateTimeField,
@@ -126,6 +128,9 @@ class File(BaseModel):
     target_path = TextField(null=True)
     error = TextField(null=True)
     attempts = IntegerField(default=0)
+    # `inbox` (taken in through the pipeline) or `adopted` (recorded in place by
+    # pipeline/adopt.py). A SQL default, so raw INSERTs need not name it.
+    source = CharField(null=True, constraints=[SQL("DEFAULT 'inbox'")])
     created_at = DateTimeField(default=utcnow, index=True)
     updated_at = DateTimeField(default=utcnow)
 
@@ -184,6 +189,59 @@ class MoveJournal(BaseModel):
         table_name = "move_journal"
 
 
+class FileSource:
+    INBOX = "inbox"
+    ADOPTED = "adopted"
+
+
+class RootKind:
+    LIBRARY = "library"  # inside sorted_dir
+    REFERENCE = "reference"  # outside every configured folder: read-only
+
+
+class RootState:
+    ADOPTING = "ADOPTING"  # an adoption started and has not finished: resumed at start
+    ADOPTED = "ADOPTED"
+
+
+class LibraryRoot(BaseModel):
+    """A folder recorded in place by `media-pipeline adopt` (see pipeline/adopt.py)."""
+
+    id = AutoField()
+    path = TextField(unique=True)
+    kind = CharField(default=RootKind.LIBRARY)
+    state = CharField(default=RootState.ADOPTING)
+    files = IntegerField(default=0)
+    duplicates = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow)
+    adopted_at = DateTimeField(null=True)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "library_roots"
+
+
+class VerifyRun(BaseModel):
+    """One library check (see pipeline/verify.py); the latest is shown by /health."""
+
+    id = AutoField()
+    job_id = IntegerField(null=True)
+    hashed = BooleanField(default=False)
+    scheduled = BooleanField(default=False)
+    started_at = DateTimeField(default=utcnow)
+    finished_at = DateTimeField(null=True, index=True)
+    checked = IntegerField(default=0)
+    missing = IntegerField(default=0)
+    corrupt = IntegerField(default=0)
+    moved = IntegerField(default=0)
+    restored = IntegerField(default=0)
+    bytes_read = BigIntegerField(default=0)
+    error = TextField(null=True)
+
+    class Meta:
+        table_name = "verify_runs"
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = DateTimeField(default=utcnow)
@@ -192,4 +250,13 @@ class SchemaVersion(BaseModel):
         table_name = "schema_version"
 
 
-ALL_MODELS = [Batch, File, Job, ConfigChange, MoveJournal, SchemaVersion]
+ALL_MODELS = [
+    Batch,
+    File,
+    Job,
+    ConfigChange,
+    MoveJournal,
+    LibraryRoot,
+    VerifyRun,
+    SchemaVersion,
+]

@@ -169,3 +169,40 @@ def test_idle_writer_checkpoints_the_wal(tmp_path: Path) -> None:
     finally:
         writer.close()
         database_proxy.initialize(None)
+
+
+def test_version_7_adds_source_and_library_tables(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    db = dbmod.open_database(path)
+    db.execute_sql(
+        "CREATE TABLE tmp AS SELECT id, original_path, rel_path, current_path, status,"
+        " attempts, created_at, updated_at FROM files"
+    )
+    db.execute_sql("DROP TABLE files")
+    db.execute_sql("ALTER TABLE tmp RENAME TO files")
+    db.execute_sql(
+        "INSERT INTO files (original_path, rel_path, current_path, status, attempts)"
+        " VALUES ('/a', 'a', '/a', 'SORTED', 0)"
+    )
+    db.execute_sql("DROP TABLE library_roots")
+    db.execute_sql("DROP TABLE verify_runs")
+    db.execute_sql("DELETE FROM schema_version WHERE version = 7")
+    db.close()
+    db = dbmod.open_database(path)
+    assert "source" in dbmod.column_names(db, "files")
+    assert db.execute_sql("SELECT source FROM files").fetchall() == [("inbox",)]
+    assert {"library_roots", "verify_runs"} <= set(db.get_tables())
+    db.close()
+    database_proxy.initialize(None)
+
+
+def test_a_lower_version_landing_later_still_runs(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    db = dbmod.open_database(path)
+    db.execute_sql("DROP INDEX files_batch_status")
+    db.execute_sql("DELETE FROM schema_version WHERE version = 2")
+    db.close()
+    db = dbmod.open_database(path)
+    assert "files_batch_status" in {n for n, _ in dump(path)}
+    db.close()
+    database_proxy.initialize(None)
