@@ -176,12 +176,15 @@ def test_slowly_written_file_is_announced_once_when_complete(
     inbox: Path, make_watcher: Callable[..., InboxWatcher]
 ) -> None:
     rec = Recorder()
-    watcher = make_watcher(rec, settle_seconds=0.5)
+    # Pauses 40x shorter than the settle time: even on a loaded 2-core machine,
+    # where a 0.05 s sleep can stretch several-fold, the file keeps growing
+    # before the watcher could call it settled.
+    watcher = make_watcher(rec, settle_seconds=2.0)
     watcher.start()
     target = inbox / "slow.mov"
     chunk = os.urandom(4096)
     with target.open("wb") as fh:
-        for _ in range(40):  # about 2 s in all, each pause far below the settle time
+        for _ in range(30):  # about 1.5 s in all
             fh.write(chunk)
             fh.flush()
             time.sleep(0.05)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -125,25 +126,48 @@ def test_config_from_environment_variable(tmp_path: Path) -> None:
     assert result.returncode == 0 and result.stdout.strip() == "config OK"
 
 
+def decided(db: Path) -> int:
+    """Rows past the dedup decision, read from the daemon's database (read-only)."""
+    if not db.exists():
+        return 0
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        row = con.execute(
+            "SELECT count(*) FROM files WHERE status NOT IN ('NEW', 'HASHED')"
+        ).fetchone()
+    except sqlite3.OperationalError:  # the schema is still being created
+        return 0
+    finally:
+        con.close()
+    return int(row[0])
+
+
 def test_kill_9_during_ingest_then_restart_loses_nothing(tmp_path: Path) -> None:
     """Every byte that enters the inbox ends up exactly once somewhere, after kill -9."""
-    config = write(tmp_path)
+    # One worker and camera-sized frames keep ingest busy long enough to be caught
+    # in the middle: the kill waits for that, it does not guess it with a sleep.
+    config = write(tmp_path, system={"max_parallel_fs_ops": 1})
     inbox = tmp_path / "inbox"
     staging = tmp_path / "staging"
     expected = {}
-    for n in range(60):
-        path = make_jpeg(staging / f"d{n % 5}" / f"p{n}.jpg", seed=n, size=(96, 72))
+    total = 60
+    for n in range(total):
+        size = (1600, 1200) if n % 2 else (96, 72)
+        path = make_jpeg(staging / f"d{n % 5}" / f"p{n}.jpg", seed=n, size=size)
         expected[path.read_bytes()] = path.name
+    db = tmp_path / "db.sqlite"
     with running(config) as (proc, _):
         os.rename(staging, inbox / "drop")
-        time.sleep(0.5)
+        wait_until(lambda: 0 < decided(db) < total, timeout=60, interval=0.005)
         proc.kill()
         proc.wait(10)
+    landed = decided(db)
+    assert 0 < landed < total, f"the kill did not land mid-ingest ({landed} decided)"
     with running(config) as (proc, url):
 
         def all_decided() -> bool:
             counts = httpx.get(f"{url}/api/dedup/status").json()["data"]["counts"]
-            return counts["unique"] + counts["duplicates"] + counts["errors"] == 60
+            return counts["unique"] + counts["duplicates"] + counts["errors"] == total
 
         wait_until(all_decided, timeout=60)
         assert httpx.post(f"{url}/api/batch/create").status_code == 201

@@ -80,7 +80,9 @@ def photo(
 
 
 def test_slowly_written_file_is_taken_once_and_complete(service: Any) -> None:
-    svc = service(**WATCH)
+    # Pauses 30x shorter than the settle time, so a loaded machine that stretches
+    # a sleep several-fold still never lets the half-written file look settled.
+    svc = service(watcher={"enabled": True, "settle_seconds": 1.5})
     inbox = svc.ctx.roots.inbox
     data = photo(inbox.parent / "src.jpg", 1).read_bytes()
     target = inbox / "slow.jpg"
@@ -88,11 +90,12 @@ def test_slowly_written_file_is_taken_once_and_complete(service: Any) -> None:
         for start in range(0, len(data), len(data) // 8 + 1):
             out.write(data[start : start + len(data) // 8 + 1])
             out.flush()
-            time.sleep(0.15)  # slower than nothing, faster than the settle time
-    wait_until(lambda: settled(1), timeout=15)
+            time.sleep(0.05)
+    wait_until(lambda: settled(1), timeout=30)
     (row,) = rows()
     assert row.status == FileStatus.UNIQUE and row.size == len(data)
-    time.sleep(0.5)
+    svc.watcher.scan()  # a full rescan must not take it a second time
+    wait_until(lambda: svc.runner.pending() == 0)
     assert File.select().count() == 1
 
 
