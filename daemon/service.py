@@ -33,7 +33,7 @@ from pipeline.context import Context, Roots
 from pipeline.db import Writer, open_database
 from pipeline.jobs import Jobs, fail_interrupted
 from pipeline.models import File, FileStatus
-from pipeline.nearindex import NearIndex
+from pipeline.nearindex import NearIndex, informative
 from pipeline.runner import Runner
 from pipeline.scan import settled_paths
 from pipeline.stages import intake_stages, record_error
@@ -127,9 +127,13 @@ class Service:
     def _near_index(self) -> NearIndex:
         index = NearIndex()
         rows = File.select(File.id, File.phash).where(
-            File.status.in_(FileStatus.ACCEPTED), File.phash.is_null(False)
+            File.status.in_(FileStatus.ACCEPTED),
+            File.phash.is_null(False),
+            File.near_duplicate_of.is_null(),
         )
-        index.add_many((row.id, row.phash) for row in rows.iterator())
+        index.add_many(
+            (row.id, row.phash) for row in rows.iterator() if informative(row.phash)
+        )
         return index
 
     def _syncthing_client(self) -> SyncthingClient | None:

@@ -99,12 +99,51 @@ def _v7_adopt_verify(db: SqliteDatabase) -> None:
     db.create_tables([LibraryRoot, VerifyRun], safe=True)
 
 
+def _v8_near_review(db: SqliteDatabase) -> None:
+    # The review page lists flagged files by the file they resemble; a partial index
+    # holds only the (few) flagged rows, so status changes of the others cost nothing.
+    db.execute_sql(
+        "CREATE INDEX IF NOT EXISTS files_near_duplicate_of ON files(near_duplicate_of, id)"
+        " WHERE near_duplicate_of IS NOT NULL"
+    )
+    db.execute_sql(
+        "CREATE TABLE IF NOT EXISTS near_keeps (low INTEGER NOT NULL,"
+        " high INTEGER NOT NULL, at DATETIME NOT NULL, PRIMARY KEY (low, high))"
+    )
+    db.execute_sql("CREATE INDEX IF NOT EXISTS near_keeps_high ON near_keeps(high)")
+    _flatten_near_chains(db)
+
+
+def _flatten_near_chains(db: SqliteDatabase) -> None:
+    """Point an image flagged after a flagged one at the first, so groups are disjoint."""
+    for _ in range(64):  # each pass shortens every chain by one link
+        rows = db.execute_sql(
+            "SELECT c.id, c.phash, a.near_duplicate_of, r.phash FROM files c"
+            " JOIN files a ON c.near_duplicate_of = a.id"
+            " LEFT JOIN files r ON r.id = a.near_duplicate_of"
+            " WHERE a.near_duplicate_of IS NOT NULL"
+        ).fetchall()
+        if not rows:
+            return
+        for file_id, phash, root, root_phash in rows:
+            distance = (
+                ((phash ^ root_phash) & ((1 << 64) - 1)).bit_count()
+                if phash is not None and root_phash is not None
+                else None
+            )
+            db.execute_sql(
+                "UPDATE files SET near_duplicate_of = ?, near_distance = ? WHERE id = ?",
+                (root, distance, file_id),
+            )
+
+
 MIGRATIONS: list[tuple[int, Callable[[SqliteDatabase], None]]] = [
     (1, _v1_tables),
     (2, _v2_indexes),
     (3, _v3_batch_columns),
     (4, _v4_drop_accepted_sha256),
     (7, _v7_adopt_verify),
+    (8, _v8_near_review),
 ]
 
 

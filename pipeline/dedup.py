@@ -23,6 +23,7 @@ from pipeline.models import (
     sql_time,
     utcnow,
 )
+from pipeline.nearindex import informative
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,9 @@ def decide(ctx: Context, item: Item) -> Decision | None:
         " updated_at = ? WHERE id = ?",
         (near, distance, now, item.file_id),
     )
-    if item.phash is not None and ctx.near_index is not None:
+    # A flagged image stays out of the index: images like it match the one it
+    # resembles, so each image is in one review group.
+    if near is None and _matchable(ctx, item):
         ctx.near_index.add(item.file_id, item.phash)
     return Decision(FileStatus.UNIQUE, near_duplicate_of=near, distance=distance)
 
@@ -106,9 +109,32 @@ def _exact_match(con: sqlite3.Connection, item: Item) -> int | None:
     return found[0] if found else None
 
 
+def _matchable(ctx: Context, item: Item) -> bool:
+    """An image whose pHash says enough to compare (a flat image's does not)."""
+    return (
+        item.phash is not None
+        and ctx.near_index is not None
+        and informative(item.phash)
+    )
+
+
 def _nearest(ctx: Context, item: Item) -> tuple[int | None, int | None]:
+    """The closest accepted image within the limit, skipping pairs the owner kept."""
     limit = ctx.settings.dedup.near_duplicate_distance
-    if item.phash is None or ctx.near_index is None or limit <= 0:
+    if limit <= 0 or not _matchable(ctx, item):
         return None, None
-    found = ctx.near_index.nearest(item.phash, limit, exclude=item.file_id)
-    return (found[0], found[1]) if found else (None, None)
+    kept = kept_partners(database_proxy.connection(), item.file_id)
+    for other, distance in ctx.near_index.within(item.phash, limit, len(kept) + 2):
+        if other != item.file_id and other not in kept:
+            return other, distance
+    return None, None
+
+
+def kept_partners(con: sqlite3.Connection, file_id: int) -> set[int]:
+    """Files the owner kept alongside `file_id` (never near-duplicates of it again)."""
+    rows = con.execute(
+        "SELECT high FROM near_keeps WHERE low = ? UNION "
+        "SELECT low FROM near_keeps WHERE high = ?",
+        (file_id, file_id),
+    )
+    return {r[0] for r in rows}

@@ -13,6 +13,7 @@ from peewee import (
     BigIntegerField,
     BooleanField,
     CharField,
+    CompositeKey,
     DatabaseProxy,
     DateTimeField,
     FloatField,
@@ -242,6 +243,21 @@ class VerifyRun(BaseModel):
         table_name = "verify_runs"
 
 
+class NearKeep(BaseModel):
+    """A pair of images the owner kept both of: never flagged as near-duplicates again.
+
+    `low` < `high` (file ids), so a pair is one row whichever file was flagged.
+    """
+
+    low = IntegerField()
+    high = IntegerField()
+    at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "near_keeps"
+        primary_key = CompositeKey("low", "high")
+
+
 class SchemaVersion(BaseModel):
     version = IntegerField(primary_key=True)
     applied_at = DateTimeField(default=utcnow)
@@ -258,5 +274,6 @@ ALL_MODELS = [
     MoveJournal,
     LibraryRoot,
     VerifyRun,
+    NearKeep,
     SchemaVersion,
 ]

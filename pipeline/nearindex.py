@@ -13,6 +13,11 @@ from collections.abc import Iterable
 import numpy as np
 
 MASK64 = (1 << 64) - 1
+# pHash sets a bit for each low-frequency DCT coefficient above their median, so an
+# image with detail has about 32 bits set. A flat image (one colour, a blank frame) has
+# all coefficients but the DC one at zero: one bit set (8000000000000000), whatever its
+# colour or size. Below this many set bits the hash says too little to match on.
+MIN_INFORMATIVE_BITS = 8
 
 _BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 HAVE_BITWISE_COUNT = hasattr(np, "bitwise_count")  # numpy >= 2
@@ -32,6 +37,12 @@ def popcount64(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return popcount64_table(values, out=out)
 
 
+def informative(h: int) -> bool:
+    """Whether a pHash carries enough detail to be matched (not a flat image)."""
+    bits = (int(h) & MASK64).bit_count()
+    return MIN_INFORMATIVE_BITS <= bits <= 64 - MIN_INFORMATIVE_BITS
+
+
 def _u64(h: int) -> np.uint64:
     """A hash in signed (as stored) or unsigned form, as numpy uint64."""
     return np.uint64(int(h) & MASK64)
@@ -41,7 +52,8 @@ class NearIndex:
     """Thread-safe map file_id -> 64-bit hash answering "which stored hash is close?".
 
     Hashes may be given signed (as stored in SQLite) or unsigned; both mean the same
-    64 bits. A file_id holds one hash: adding it again replaces the hash.
+    64 bits. A file_id holds one hash: adding it again replaces the hash. Callers
+    leave out hashes that are not `informative` (flat images).
     """
 
     def __init__(self, capacity: int = 1024) -> None:
