@@ -19,7 +19,7 @@ from pipeline.context import Context
 from pipeline.fsops import MoveRequest, remove_empty_tree, write_atomic
 from pipeline.models import Batch, BatchStatus, File, FileStatus, iso, utcnow
 
-BUILDING = "BUILDING"
+BUILDING = BatchStatus.BUILDING  # kept: older imports name it here
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
 GB = 1024**3

@@ -22,47 +22,11 @@ from peewee import (
     TextField,
 )
 
+from pipeline.states import BatchStatus, FileStatus, JobStatus, MoveState
+
+__all__ = ["BatchStatus", "FileStatus", "JobStatus", "MoveState"]  # re-exported
+
 database_proxy = DatabaseProxy()
-
-
-class FileStatus:
-    NEW = "NEW"
-    HASHED = "HASHED"
-    UNIQUE = "UNIQUE"
-    DUPLICATE = "DUPLICATE"
-    BATCHED = "BATCHED"
-    SYNCED = "SYNCED"
-    SORTED = "SORTED"
-    ERROR = "ERROR"
-    ALL = (NEW, HASHED, UNIQUE, DUPLICATE, BATCHED, SYNCED, SORTED, ERROR)
-    # Accepted content: a new file with the same SHA-256 as one of these is a duplicate.
-    ACCEPTED = (UNIQUE, BATCHED, SYNCED, SORTED)
-    # Rows whose file still sits in the inbox.
-    IN_INBOX = (NEW, HASHED, UNIQUE, ERROR)
-
-
-class BatchStatus:
-    CREATED = "CREATED"
-    SYNCING = "SYNCING"
-    SYNCED = "SYNCED"
-    SORTED = "SORTED"
-    ERROR = "ERROR"
-    ALL = (CREATED, SYNCING, SYNCED, SORTED, ERROR)
-
-
-class JobStatus:
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    DONE = "DONE"
-    FAILED = "FAILED"
-    ACTIVE = (QUEUED, RUNNING)
-
-
-class MoveState:
-    PENDING = "PENDING"
-    DONE = "DONE"
-    ABANDONED = "ABANDONED"
-    FAILED = "FAILED"
 
 
 def utcnow() -> datetime:

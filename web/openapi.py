@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from pipeline import __version__
+from pipeline.states import BatchStatus, FileStatus
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -94,18 +95,7 @@ SCHEMAS: dict[str, Any] = {
         size=INT,
         sha256=STR,
         phash=STR,
-        status={
-            "enum": [
-                "NEW",
-                "HASHED",
-                "UNIQUE",
-                "DUPLICATE",
-                "BATCHED",
-                "SYNCED",
-                "SORTED",
-                "ERROR",
-            ]
-        },
+        status={"enum": [s.value for s in FileStatus]},
         duplicate_of=INT,
         near_duplicate_of=INT,
         near_distance=INT,
@@ -120,9 +110,7 @@ SCHEMAS: dict[str, Any] = {
     "Batch": _obj(
         id=INT,
         name=STR,
-        status={
-            "enum": ["BUILDING", "CREATED", "SYNCING", "SYNCED", "SORTED", "ERROR"]
-        },
+        status={"enum": [s.value for s in BatchStatus]},
         file_count=INT,
         size_bytes=INT,
         progress=NUM,

@@ -185,6 +185,9 @@ def test_api_dashboard_has_the_spec_keys_and_counts_the_rows(
             "SYNCED": 1,
             "SORTED": 2,
             "ERROR": 1,
+            "SKIPPED": 0,
+            "MISSING": 0,
+            "CORRUPT": 0,
         },
     }
     assert (data["unique"], data["duplicates"], data["near_duplicates"]) == (8, 1, 1)
