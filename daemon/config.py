@@ -151,6 +151,10 @@ class CleanupSettings(Section):
     min_folder_age_seconds: float = Field(3600, ge=0)
 
 
+class IntakeSettings(Section):
+    media_only: bool = True
+
+
 class AuthSettings(Section):
     enabled: bool = False
     api_key: str = ""
@@ -188,6 +192,7 @@ class Settings(Section):
     syncthing: SyncthingSettings = Field(default_factory=SyncthingSettings)
     sort: SortSettings = Field(default_factory=SortSettings)
     cleanup: CleanupSettings = Field(default_factory=CleanupSettings)
+    intake: IntakeSettings = Field(default_factory=IntakeSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     dbui: DbuiSettings = Field(default_factory=DbuiSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

@@ -8,16 +8,17 @@ from loguru import logger
 
 from pipeline.context import Context
 from pipeline.hashing import FileChanged, is_image, phash, sha256_file
-from pipeline.intake import Item
+from pipeline.intake import EMPTY, Item
 from pipeline.models import File, FileStatus, database_proxy, sql_time, utcnow
 
 
-class NotAcceptable(Exception):
-    """A file the pipeline will not take (empty, undecodable image); it becomes ERROR."""
-
-
 def hash_item(ctx: Context, item: Item) -> Item | None:
-    """Hash `item`; a file that changes while read is left NEW for the watcher to retry."""
+    """Hash `item`; a file that changes while read is left NEW for the watcher to retry.
+
+    An image that cannot be decoded is still the owner's file: it goes on without a
+    pHash (de-duplicated by SHA-256, sorted by date). Only a file that cannot be
+    read raises (the caller records ERROR). A file found empty now becomes SKIPPED.
+    """
     if item.sha256:
         return item
     log = logger.bind(event="hash", file_id=item.file_id)
@@ -32,11 +33,11 @@ def hash_item(ctx: Context, item: Item) -> Item | None:
         ctx.writer.call(lambda: _forget_if_gone(item))
         return None
     if digest.size == 0:
-        raise NotAcceptable("empty file (0 bytes)")
+        ctx.writer.call(lambda: _skip_empty(item, digest.mtime_ns))
+        log.bind(status=FileStatus.SKIPPED).info("{} skipped: {}", item.path, EMPTY)
+        return None
     if is_image(item.path) and image_hash is None:
-        raise NotAcceptable(
-            "not a decodable image (corrupt, truncated or not an image)"
-        )
+        log.info("{} is not a decodable image: kept, without a pHash", item.path)
     item.sha256, item.phash = digest.sha256, image_hash
     updated = ctx.writer.call(lambda: _record(item, digest.size, digest.mtime_ns))
     log.bind(status="HASHED").debug("hashed {}", item.path)
@@ -52,6 +53,17 @@ def _record(item: Item, size: int, mtime_ns: int) -> int:
         (item.sha256, item.phash, size, mtime_ns, sql_time(utcnow()), item.file_id),
     )
     return cursor.rowcount
+
+
+def _skip_empty(item: Item, mtime_ns: int) -> None:
+    """The file was emptied after it was registered: nothing to take, leave it be."""
+    File.update(
+        status=FileStatus.SKIPPED,
+        size=0,
+        mtime_ns=mtime_ns,
+        error=EMPTY,
+        updated_at=utcnow(),
+    ).where(File.id == item.file_id, File.status == FileStatus.NEW).execute()
 
 
 def _forget_if_gone(item: Item) -> None:

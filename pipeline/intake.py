@@ -14,6 +14,7 @@ from pathlib import Path, PurePath
 from loguru import logger
 
 from pipeline.context import Context
+from pipeline.media import is_media_or_sidecar
 from pipeline.models import (
     File,
     FileStatus,
@@ -89,12 +90,29 @@ def walk_inbox(root: Path, patterns: Sequence[str]) -> Iterator[Path]:
                 yield path
 
 
+EMPTY = "empty file (0 bytes): an aborted copy, not a photo"
+NOT_MEDIA = "not a photo, video or sidecar (intake.media_only)"
+
+
+def skip_reason(
+    path: str | os.PathLike[str], size: int, media_only: bool
+) -> str | None:
+    """Why a settled inbox file stays where it is as SKIPPED, or None to take it."""
+    if size == 0:
+        return EMPTY
+    if media_only and not is_media_or_sidecar(path):
+        return NOT_MEDIA
+    return None
+
+
 def register(ctx: Context, path: Path) -> Item | None:
     """Stage 1: find or create the row for an inbox file; None when nothing is to do.
 
     A path already known with the same size and mtime continues where it stopped
     (NEW → hash, HASHED → dedup) or is skipped (UNIQUE, ERROR); a changed file is
-    reset to NEW and hashed again.
+    reset to NEW and hashed again. An empty file, and with `intake.media_only` a
+    file that is no photo, video or sidecar, becomes SKIPPED and stays put; a
+    SKIPPED row is looked at again each time (the file grew, or the setting changed).
     """
     path = Path(path)
     st = regular_file_stat(path)
@@ -104,10 +122,12 @@ def register(ctx: Context, path: Path) -> Item | None:
         )
         return None
     rel = path.relative_to(ctx.roots.inbox).as_posix()
-    item, created = ctx.writer.call(lambda: _upsert(ctx, path, rel, st))
-    if created and item is not None:
-        logger.bind(event="intake", file_id=item.file_id, status="NEW").info(
-            "new file {}", rel
+    reason = skip_reason(path, st.st_size, ctx.settings.intake.media_only)
+    item, change = ctx.writer.call(lambda: _upsert(ctx, path, rel, st, reason))
+    if change is not None:
+        status, file_id, what = change
+        logger.bind(event="intake", file_id=file_id, status=status).info(
+            "{} {}{}", what, rel, f" skipped: {reason}" if reason else ""
         )
     return item
 
@@ -120,25 +140,33 @@ _FIND_IN_INBOX = (
 )
 _INSERT = (
     "INSERT INTO files (original_path, rel_path, current_path, size, mtime_ns, status,"
-    " attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'NEW', 0, ?, ?)"
+    " error, attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
 )
+# (new status, file id, what happened) when the row was made or its status set.
+_Change = tuple[str, int, str] | None
 
 
 def _upsert(
-    ctx: Context, path: Path, rel: str, st: os.stat_result
-) -> tuple[Item | None, bool]:
-    """On the writer thread: (item to process or None, whether the row is new)."""
+    ctx: Context, path: Path, rel: str, st: os.stat_result, reason: str | None
+) -> tuple[Item | None, _Change]:
+    """On the writer thread: (item to process or None, the status change if any)."""
     con = database_proxy.connection()
     found = con.execute(_FIND_IN_INBOX, (str(path),)).fetchone()
+    status = FileStatus.SKIPPED if reason else FileStatus.NEW
     if found is None:
         now = sql_time(utcnow())
-        values = (str(path), rel, str(path), st.st_size, st.st_mtime_ns, now, now)
-        return Item(con.execute(_INSERT, values).lastrowid, path), True
-    file_id, size, mtime_ns, status, sha256, phash = found
-    if (size, mtime_ns) == (st.st_size, st.st_mtime_ns):
-        return _resume(file_id, status, sha256, phash, path), False
-    _reset(ctx, File.get_by_id(file_id), st)
-    return Item(file_id, path), False
+        values = (str(path), rel, str(path), st.st_size, st.st_mtime_ns, status)
+        file_id = con.execute(_INSERT, (*values, reason, now, now)).lastrowid
+        return (None if reason else Item(file_id, path)), (status, file_id, "new file")
+    file_id, size, mtime_ns, old, sha256, phash = found
+    unchanged = (size, mtime_ns) == (st.st_size, st.st_mtime_ns)
+    if unchanged and old != FileStatus.SKIPPED:
+        return _resume(file_id, old, sha256, phash, path), None
+    if unchanged and reason:
+        return None, None  # still nothing to take
+    _reset(ctx, File.get_by_id(file_id), st, status, reason)
+    what = "changed file" if not unchanged else "file no longer skipped"
+    return (None if reason else Item(file_id, path)), (status, file_id, what)
 
 
 def _resume(
@@ -151,22 +179,21 @@ def _resume(
     return None
 
 
-def _reset(ctx: Context, row: File, st: os.stat_result) -> None:
-    """The file at a known path changed before it was batched: start it over."""
+def _reset(
+    ctx: Context, row: File, st: os.stat_result, status: str, reason: str | None
+) -> None:
+    """The file at a known path changed (or is now wanted) before it was batched."""
     if ctx.near_index is not None:
         ctx.near_index.remove(row.id)
     File.update(
-        status=FileStatus.NEW,
+        status=status,
         size=st.st_size,
         mtime_ns=st.st_mtime_ns,
         sha256=None,
         phash=None,
-        error=None,
+        error=reason,
         near_duplicate_of=None,
         near_distance=None,
         duplicate_of=None,
         updated_at=utcnow(),
     ).where(File.id == row.id).execute()
-    logger.bind(event="intake", file_id=row.id, status="NEW").info(
-        "changed file {}", row.rel_path
-    )

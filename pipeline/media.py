@@ -11,13 +11,25 @@ from typing import Literal
 
 MediaKind = Literal["photos", "videos"]
 
-RAW_EXTS: frozenset[str] = frozenset({".cr2", ".nef", ".arw", ".dng"})
+# Camera RAW formats in use by the common makers (Canon, Nikon, Sony, Fujifilm,
+# Olympus/OM, Panasonic, Pentax, Samsung, Sigma, Leica, Hasselblad, Phase One, ...):
+# with intake.media_only a missing one would be left in the inbox as SKIPPED.
+RAW_EXTS: frozenset[str] = frozenset(
+    {".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng"}
+    | {".orf", ".rw2", ".raf", ".pef", ".srw", ".x3f", ".3fr", ".fff", ".erf"}
+    | {".kdc", ".dcr", ".mrw", ".rwl", ".iiq", ".mef", ".mos"}
+)
 IMAGE_EXTS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".gif"}
+    | {".heic", ".heif", ".avif", ".jxl", ".bmp"}
     | RAW_EXTS
 )
-VIDEO_EXTS: frozenset[str] = frozenset({".mp4", ".mov", ".m4v", ".3gp"})
-SIDECAR_EXTS: frozenset[str] = frozenset({".xmp", ".aae", ".json"})
+VIDEO_EXTS: frozenset[str] = frozenset(
+    {".mp4", ".mov", ".m4v", ".3gp", ".3g2", ".avi", ".mkv", ".webm", ".wmv"}
+    | {".mts", ".m2ts", ".mpg", ".mpeg", ".mod", ".tod", ".insv", ".lrv"}
+)
+# .thm: the small JPEG a Canon or GoPro camera writes beside each video.
+SIDECAR_EXTS: frozenset[str] = frozenset({".xmp", ".aae", ".json", ".thm"})
 MEDIA_EXTS: frozenset[str] = IMAGE_EXTS | VIDEO_EXTS
 
 # Google Takeout names a photo's metadata `IMG_1.JPG.json`, newer exports
@@ -49,8 +61,14 @@ def is_raw(path: str | os.PathLike[str]) -> bool:
 
 
 def is_sidecar(path: str | os.PathLike[str]) -> bool:
-    """True for a metadata sidecar extension (XMP, AAE, JSON)."""
+    """True for a metadata sidecar extension (XMP, AAE, JSON, THM)."""
     return _suffix(path) in SIDECAR_EXTS
+
+
+def is_media_or_sidecar(path: str | os.PathLike[str]) -> bool:
+    """True for a photo, a video or a sidecar of one (what `intake.media_only` keeps)."""
+    suffix = _suffix(path)
+    return suffix in MEDIA_EXTS or suffix in SIDECAR_EXTS
 
 
 def _strip_takeout_tag(name: str) -> str:

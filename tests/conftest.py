@@ -46,7 +46,7 @@ def free_port() -> int:
 
 
 def base_config(root: Path, **overrides: Any) -> dict[str, Any]:
-    """A config with every folder under `root`, fast timings and no Syncthing."""
+    """A config with every folder under `root`, fast timings, no Syncthing, every file."""
     raw: dict[str, Any] = {
         "paths": {name: str(root / name.removesuffix("_dir")) for name in FOLDERS},
         "database": {"path": str(root / "db.sqlite")},
@@ -55,6 +55,9 @@ def base_config(root: Path, **overrides: Any) -> dict[str, Any]:
         "batch": {"auto_create": False},
         "sort": {"auto": False},
         "syncthing": {"enabled": False},
+        # Tests feed arbitrary files (`f1.bin`) through the pipeline; the tests of
+        # intake.media_only switch it on themselves.
+        "intake": {"media_only": False},
     }
     return deep_merge(raw, overrides)
 

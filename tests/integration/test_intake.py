@@ -176,7 +176,7 @@ def test_files_dropped_while_stopped_are_taken_at_start(
 def test_hostile_files_never_block_and_nothing_outside_is_read(
     service: Any, tmp_path: Path
 ) -> None:
-    svc = service(**WATCH)
+    svc = service(intake={"media_only": True}, **WATCH)
     inbox = svc.ctx.roots.inbox
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -192,19 +192,24 @@ def test_hostile_files_never_block_and_nothing_outside_is_read(
     (inbox / "text.jpg").write_text("this is not a photo")
     whole = photo(tmp_path / "whole.jpg", 31).read_bytes()
     (inbox / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    (inbox / "notes.txt").write_text("not media")
     photo(inbox / "good.jpg", 32)
     try:
-        wait_until(lambda: settled(4), timeout=15)
+        wait_until(lambda: settled(5), timeout=15)
         found = statuses()
+        # Undecodable "images" are still the owner's files: kept, without a pHash.
         assert found == {
-            "empty.jpg": FileStatus.ERROR,
-            "text.jpg": FileStatus.ERROR,
-            "truncated.jpg": FileStatus.ERROR,
+            "empty.jpg": FileStatus.SKIPPED,
+            "notes.txt": FileStatus.SKIPPED,
+            "text.jpg": FileStatus.UNIQUE,
+            "truncated.jpg": FileStatus.UNIQUE,
             "good.jpg": FileStatus.UNIQUE,
         }
-        errors = {Path(r.original_path).name: r.error for r in rows() if r.error}
-        assert "empty" in errors["empty.jpg"] and "decodable" in errors["text.jpg"]
-        assert all((inbox / name).exists() for name in errors)  # left in place
+        phashes = {Path(r.original_path).name: r.phash for r in rows()}
+        assert phashes["text.jpg"] is None and phashes["truncated.jpg"] is None
+        skipped = {Path(r.original_path).name: r.error for r in rows() if r.error}
+        assert "empty" in skipped["empty.jpg"] and "media_only" in skipped["notes.txt"]
+        assert all((inbox / name).exists() for name in skipped)  # left in place
         assert svc.healthy()
         assert File.select().where(File.original_path.contains("outside")).count() == 0
         assert opened.opened() == [], "a file outside the inbox was opened"

@@ -121,6 +121,27 @@ def test_dedup_files_and_duplicates(api: Any) -> None:
     assert File.select().count() == 3
 
 
+def test_skipped_files_are_listed(service: Any) -> None:
+    svc = service(intake={"media_only": True})
+    inbox = svc.ctx.roots.inbox
+    (inbox / "notes.txt").write_text("shopping list\n")
+    make_jpeg(inbox / "p.jpg", seed=4)
+    with serve(svc) as client:
+        assert client.post("/api/dedup/start").status_code == 202
+        wait_until(
+            lambda: client.get("/api/dedup/status").json()["data"]["job"]["status"]
+            == "DONE"
+        )
+        listed = client.get("/api/files", params={"status": "SKIPPED"}).json()["data"]
+        (skipped,) = listed["files"]
+        assert skipped["original_path"] == str(inbox / "notes.txt")
+        assert skipped["current_path"] == skipped["original_path"]
+        assert "media_only" in skipped["error"] and skipped["sha256"] is None
+        by_status = client.get("/api/dashboard").json()["data"]["files"]["by_status"]
+        assert by_status["SKIPPED"] == 1 and by_status["UNIQUE"] == 1
+    assert (inbox / "notes.txt").exists()
+
+
 def test_dedup_start_while_running_returns_the_same_job(api: Any) -> None:
     svc, client = api
     gate = threading.Event()
