@@ -164,7 +164,10 @@ def _upsert(
         return _resume(file_id, old, sha256, phash, path), None
     if unchanged and reason:
         return None, None  # still nothing to take
-    _reset(ctx, File.get_by_id(file_id), st, status, reason)
+    # A changed file starts over as NEW; register then decides again (NEW → SKIPPED).
+    _reset(ctx, File.get_by_id(file_id), st, FileStatus.NEW, None)
+    if reason:
+        _reset(ctx, File.get_by_id(file_id), st, status, reason)
     what = "changed file" if not unchanged else "file no longer skipped"
     return (None if reason else Item(file_id, path)), (status, file_id, what)
 

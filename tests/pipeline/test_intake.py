@@ -172,3 +172,16 @@ def test_a_file_that_cannot_be_read_is_an_error(
     assert row.status == FileStatus.ERROR
     assert row.error is not None and row.error.startswith("hash:")
     assert "Input/output error" in row.error and path.exists()
+
+
+def test_accepted_file_emptied_in_the_inbox_starts_over_and_is_skipped(
+    media_ctx: Context,
+) -> None:
+    path = make_jpeg(media_ctx.roots.inbox / "IMG_6.jpg", seed=6)
+    row = take(media_ctx, path)
+    assert row.status == FileStatus.UNIQUE
+    path.write_bytes(b"")
+    os.utime(path, ns=(row.mtime_ns + 10**9, row.mtime_ns + 10**9))
+    again = take(media_ctx, path)
+    assert again.id == row.id and again.status == FileStatus.SKIPPED
+    assert again.sha256 is None and again.size == 0 and again.error == EMPTY
