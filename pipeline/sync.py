@@ -21,6 +21,7 @@ from pipeline.models import Batch, BatchStatus, File, FileStatus, utcnow
 from pipeline.sync_check import BatchFile, check_batch, required_devices
 from pipeline.syncthing import (
     SyncthingError,
+    SyncthingStarting,
     SyncthingUnauthorized,
 )
 
@@ -82,7 +83,8 @@ def _ensure_send_only(ctx: Context, batches: list[Batch]) -> None:
 def describe(exc: SyncthingError) -> str:
     """What a batch's `last_error` says about a failed Syncthing call."""
     if isinstance(exc, SyncthingUnauthorized):
-        return "Syncthing rejected the API key (HTTP 403): check syncthing.api_key"
+        code = f"HTTP {exc.status_code}" if exc.status_code else "refused"
+        return f"Syncthing rejected the API key ({code}): check syncthing.api_key"
     return f"Syncthing: {exc}"
 
 
@@ -193,7 +195,7 @@ def poll(ctx: Context) -> str:
             ctx.writer.call(lambda b=batch, m=message: _set(b.id, last_error=m))
             if isinstance(exc, SyncthingUnauthorized):
                 return "unauthorized"
-            state = "unreachable"
+            state = "starting" if isinstance(exc, SyncthingStarting) else "unreachable"
             break
     if state == "ok":
         state = ctx.syncthing.health()

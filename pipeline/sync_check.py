@@ -5,13 +5,24 @@ passes the batch's files with their sizes on disk and records the verdict; clien
 exceptions (``SyncthingError`` and subclasses) propagate so the caller can store
 ``last_error`` and retry later.
 
-``/rest/db/completion`` is deliberately not used: Syncthing 1.19 answers 100 % for
-a device whose index is still empty. Instead a batch is synced only when
+The cost of one check grows with the batch, never with the library: one
+``/rest/db/file`` request per batch file plus two or three fixed ones. Neither
+``/rest/db/completion`` (Syncthing 1.19 answers 100 % for a device whose index is
+still empty) nor ``/rest/db/remoteneed`` is used: with the documented remote set-up
+(Receive Only, ``ignoreDelete``) every file ever sorted out of ``sync_dir`` stays in
+the remote's need list as a deleted entry, so paging it costs O(library) per poll,
+and offset paging over a list that changes between pages can skip the one entry
+that matters. A batch is synced only when
 
 1. every required device is configured in Syncthing,
-2. every batch file is in the local index with the size on disk, not deleted, and
-   the local version equal to the global one,
-3. no required device's ``remoteneed`` lists a non-deleted entry of the batch.
+2. every batch file is in the local index with the size on disk, not deleted,
+   invalid or ignored, and the local version equal to the global one,
+3. that same answer's ``availability`` (the connected devices holding the global
+   version) lists every required device, not ``fromTemporary``.
+
+Each file's verdict comes from one answer, so nothing read before a change is
+trusted after it. A device that holds the batch but is disconnected is not in
+``availability``: it is confirmed once it reconnects, never assumed.
 """
 
 from __future__ import annotations
@@ -19,8 +30,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-REMOTE_NEED_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,7 @@ class BatchFile:
 class SyncVerdict:
     """Result of one check.
 
-    ``progress`` (0-100) is the share of the batch's bytes no longer needed by the
+    ``progress`` (0-100) is the share of the batch's bytes held by the
     furthest-behind device; it is 100 exactly when ``synced``. ``bytes_needed`` is
     that device's outstanding bytes. ``missing_devices`` lists the required devices
     that do not hold the whole batch yet (not configured, or still needing some of
@@ -58,13 +67,11 @@ class SyncthingAPI(Protocol):
 
     def devices(self) -> list[dict[str, Any]]: ...
 
+    def connections(self) -> dict[str, Any]: ...
+
     def folder(self, folder_id: str) -> dict[str, Any]: ...
 
     def db_file(self, folder_id: str, name: str) -> dict[str, Any] | None: ...
-
-    def remote_need_all(
-        self, folder_id: str, device_id: str, perpage: int = ...
-    ) -> Iterable[dict[str, Any]]: ...
 
 
 def normalize_device_id(device_id: str) -> str:
@@ -111,49 +118,37 @@ def check_batch(
 
     known = {normalize_device_id(str(d.get("deviceID", ""))) for d in client.devices()}
     unconfigured = [d for d in required if d not in known]
-    local_problems, local_missing = _check_local(client, folder_id, batch_name, files)
-    local_missing_bytes = sum(f.size for f in local_missing)
-
+    watched = [d for d in required if d in known]
+    # Files, not bytes, decide: a zero-byte file still needed keeps the batch back.
+    lacking: dict[str, int] = {d: 0 for d in watched}
     needed_by: dict[str, int] = {d: bytes_total for d in unconfigured}
-    still_needing: list[str] = []
-    missing_paths = {f.path for f in local_missing}
-    indexed = {f.path: f.size for f in files if f.path not in missing_paths}
-    for device in required:
-        if device in unconfigured:
-            continue
-        entries, remote_bytes = _remote_need(
-            client, folder_id, batch_name, device, indexed
-        )
-        needed_by[device] = local_missing_bytes + remote_bytes
-        if entries:
-            still_needing.append(device)
+    needed_by.update({d: 0 for d in watched})
+    local_problems: list[str] = []
+    for batch_file in files:
+        name = f"{batch_name}/{batch_file.path}"
+        entry = client.db_file(folder_id, name)
+        problem = _local_problem(entry, batch_file.size)
+        if problem:
+            local_problems.append(f"{name}: {problem}")
+        holders = set() if problem or entry is None else _holders(entry)
+        for device in watched:
+            if device not in holders:
+                lacking[device] += 1
+                needed_by[device] += batch_file.size
 
-    bytes_needed = max(needed_by.values())
+    still_needing = [d for d in watched if lacking[d]]
     synced = not unconfigured and not local_problems and not still_needing
     if local_problems:
         missing = tuple(required)
     else:
         missing = tuple(d for d in required if d in unconfigured or d in still_needing)
-    detail = _detail(batch_name, unconfigured, local_problems, still_needing)
-    return _verdict(synced, bytes_total, bytes_needed, missing, detail)
-
-
-def _check_local(
-    client: SyncthingAPI, folder_id: str, batch_name: str, files: list[BatchFile]
-) -> tuple[list[str], list[BatchFile]]:
-    """Problems with the local index, and the files that count as fully needed."""
-    problems: list[str] = []
-    missing: list[BatchFile] = []
-    for batch_file in files:
-        name = f"{batch_name}/{batch_file.path}"
-        problem = _local_problem(client.db_file(folder_id, name), batch_file.size)
-        if problem:
-            problems.append(f"{name}: {problem}")
-            missing.append(batch_file)
-    return problems, missing
+    offline = _disconnected(client, still_needing) if still_needing else []
+    detail = _detail(batch_name, unconfigured, local_problems, still_needing, offline)
+    return _verdict(synced, bytes_total, max(needed_by.values()), missing, detail)
 
 
 def _local_problem(entry: dict[str, Any] | None, size: int) -> str | None:
+    """Why the local index does not (yet) vouch for this file, or None."""
     if entry is None:
         return "not in the local Syncthing index (not scanned yet, or ignored)"
     global_ = entry.get("global") or {}
@@ -169,30 +164,25 @@ def _local_problem(entry: dict[str, Any] | None, size: int) -> str | None:
     return None
 
 
-def _remote_need(
-    client: SyncthingAPI,
-    folder_id: str,
-    batch_name: str,
-    device: str,
-    indexed: dict[str, int],
-) -> tuple[list[str], int]:
-    """Non-deleted batch entries ``device`` still needs, and their bytes.
+def _holders(entry: dict[str, Any]) -> set[str]:
+    """Devices holding the whole global version (a temporary copy is not held)."""
+    held: set[str] = set()
+    for item in entry.get("availability") or []:
+        if isinstance(item, dict):
+            if not item.get("fromTemporary"):
+                held.add(normalize_device_id(str(item.get("id", ""))))
+    return held
 
-    Only files the local index holds count as bytes here; the others are already
-    counted as fully needed, and directories carry no batch bytes.
-    """
-    prefix = f"{batch_name}/"
-    entries: list[str] = []
-    needed = 0
-    for entry in client.remote_need_all(folder_id, device, REMOTE_NEED_PAGE):
-        name = str(entry.get("name", ""))
-        if entry.get("deleted") or not (name == batch_name or name.startswith(prefix)):
-            continue
-        entries.append(name)
-        rel = name[len(prefix) :]
-        if rel in indexed:
-            needed += indexed[rel]
-    return entries, needed
+
+def _disconnected(client: SyncthingAPI, devices: list[str]) -> list[str]:
+    """Which of ``devices`` Syncthing is not connected to (for the detail only)."""
+    conns = client.connections().get("connections") or {}
+    live = {
+        normalize_device_id(str(dev))
+        for dev, info in conns.items()
+        if isinstance(info, dict) and info.get("connected")
+    }
+    return [d for d in devices if d not in live]
 
 
 def _detail(
@@ -200,6 +190,7 @@ def _detail(
     unconfigured: list[str],
     local_problems: list[str],
     still_needing: list[str],
+    offline: list[str],
 ) -> str:
     parts: list[str] = []
     if unconfigured:
@@ -209,7 +200,8 @@ def _detail(
         tail = f" (and {more} more)" if more else ""
         parts.append(f"local index incomplete: {local_problems[0]}{tail}")
     if still_needing:
-        parts.append("still needed by: " + ", ".join(still_needing))
+        names = (f"{d} (not connected)" if d in offline else d for d in still_needing)
+        parts.append("still needed by: " + ", ".join(names))
     if not parts:
         return f"{batch_name} is held by every required device"
     return f"{batch_name} not synced; " + "; ".join(parts)
@@ -228,7 +220,7 @@ def _verdict(
         progress = 0.0
     else:
         done = max(0, bytes_total - bytes_needed)
-        # 100 means synced and nothing else: cap while only directories lag behind.
+        # 100 means synced and nothing else: cap while only empty files lag behind.
         progress = min(99.99, round(100.0 * done / bytes_total, 2))
     return SyncVerdict(synced, bytes_total, bytes_needed, progress, missing, detail)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import quote
@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 from loguru import logger
 
-Health = Literal["ok", "unreachable", "unauthorized"]
+Health = Literal["ok", "unreachable", "unauthorized", "starting"]
 
 # A scan returns only once the folder (or sub-path) has been hashed, which for a
 # large batch on a slow disk takes minutes, not seconds.
@@ -40,7 +40,20 @@ class SyncthingUnavailable(SyncthingError):
 
 
 class SyncthingUnauthorized(SyncthingError):
-    """Syncthing refused the API key (401, or 403 ``CSRF Error``); not retried."""
+    """Syncthing refused the API key (401; 403 ``CSRF Error`` or, 2.x, ``Forbidden``).
+
+    Not retried: the same key gets the same answer.
+    """
+
+
+class SyncthingStarting(SyncthingUnavailable):
+    """Syncthing answers but is not serving its API yet (2.x database migration).
+
+    During the first start of 2.x after 1.x (or 2.0.3) every request answers 200
+    ``text/plain`` "Database migration in progress": nothing in that answer is a
+    result, and it can last for hours on a large database. Not retried at once; the
+    caller tries again later like for any unavailable Syncthing.
+    """
 
 
 class SyncthingClient:
@@ -124,8 +137,9 @@ class SyncthingClient:
     def health(self, timeout: float | None = None) -> Health:
         """Classify Syncthing for ``/health`` with one un-retried ping.
 
-        ``"unauthorized"`` for a refused key, ``"ok"`` on pong, ``"unreachable"`` for
-        anything else (down, timeout, 5xx, garbage answer). Never raises.
+        ``"unauthorized"`` for a refused key, ``"starting"`` while a 2.x database
+        migration runs, ``"ok"`` on pong, ``"unreachable"`` for anything else (down,
+        timeout, 5xx, garbage answer). Never raises.
         ``timeout`` defaults to the client's.
         """
         try:
@@ -135,6 +149,8 @@ class SyncthingClient:
             self._decode(response, "GET /rest/system/ping")
         except SyncthingUnauthorized:
             return "unauthorized"
+        except SyncthingStarting:
+            return "starting"
         except SyncthingError:
             return "unreachable"
         return "ok"
@@ -151,13 +167,23 @@ class SyncthingClient:
             raise SyncthingError("GET /rest/config/devices: answer is not a list")
         return answer
 
-    def folder(self, folder_id: str) -> dict[str, Any]:
+    def folder(
+        self,
+        folder_id: str,
+        *,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> dict[str, Any]:
         """``GET /rest/config/folders/{id}``: ``{id, path, type, devices: [...]}``.
 
         ``devices`` entries are ``{deviceID, introducedBy, encryptionPassword}`` and
         include this instance. An unknown folder raises ``SyncthingError`` (404).
+        ``timeout``/``retries`` override the client's for callers that must answer
+        quickly (an API request).
         """
-        return self._object("GET", f"/rest/config/folders/{_seg(folder_id)}")
+        what = f"/rest/config/folders/{_seg(folder_id)}"
+        response = self._request("GET", what, timeout=timeout, retries=retries)
+        return self._decode_object(response, f"GET {what}")
 
     def put_device(self, device: dict[str, Any]) -> None:
         """``PUT /rest/config/devices/{deviceID}``: add or replace one device.
@@ -206,44 +232,6 @@ class SyncthingClient:
         if response.status_code == 404:
             return None
         return self._decode_object(response, "GET /rest/db/file")
-
-    def remote_need(
-        self, folder_id: str, device_id: str, page: int = 1, perpage: int = 500
-    ) -> dict[str, Any]:
-        """``GET /rest/db/remoteneed``: one page (1-based) of what a device needs.
-
-        Answer ``{files: [...], page, perpage}``; entries have ``name``, ``size``,
-        ``deleted``, ``version`` ... . Based on the last index the device sent, so
-        it answers for a disconnected device too.
-        """
-        answer = self._object(
-            "GET",
-            "/rest/db/remoteneed",
-            params={
-                "folder": folder_id,
-                "device": device_id,
-                "page": str(page),
-                "perpage": str(perpage),
-            },
-        )
-        files = answer.get("files")
-        if files is None:
-            answer["files"] = []
-        elif not isinstance(files, list):
-            raise SyncthingError("GET /rest/db/remoteneed: files is not a list")
-        return answer
-
-    def remote_need_all(
-        self, folder_id: str, device_id: str, perpage: int = 500
-    ) -> Iterator[dict[str, Any]]:
-        """Every entry a device needs, fetched page by page until a short page."""
-        page = 1
-        while True:
-            files = self.remote_need(folder_id, device_id, page, perpage)["files"]
-            yield from files
-            if len(files) < perpage:
-                return
-            page += 1
 
     # -- plumbing ----------------------------------------------------------------
 
@@ -316,6 +304,7 @@ class SyncthingClient:
                 failure = f"HTTP {response.status_code}: {self._snippet(response)}"
                 continue
             self._raise_for_client_error(response, what, allow_404)
+            self._raise_if_starting(response, what)
             return response
         raise SyncthingUnavailable(
             f"{what}: Syncthing unavailable after {attempts} attempt(s): {failure}"
@@ -336,6 +325,22 @@ class SyncthingClient:
         if status >= 400:
             raise SyncthingError(
                 f"{what}: HTTP {status}: {self._snippet(response)}", status
+            )
+
+    def _raise_if_starting(self, response: httpx.Response, what: str) -> None:
+        # Syncthing 2 answers every call this way while it migrates its database:
+        # taken at face value, a scan would look done and an empty answer valid.
+        if response.status_code >= 300:
+            return
+        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "text/plain":
+            return
+        text = response.text[:_BODY_SNIPPET].strip()
+        if "migration" in text.lower():
+            raise SyncthingStarting(
+                f"{what}: Syncthing is starting (HTTP {response.status_code}: "
+                f"{self._redact(text)!r}); trying again later",
+                response.status_code,
             )
 
     def _back_off(self, what: str, retry: int, failure: str) -> None:

@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from syncthing_env import SyncthingPair, start_pair, syncthing_pair, wait_for
 
@@ -106,6 +107,7 @@ def test_batch_waits_for_a_stopped_remote(
             assert verdict.progress < 100.0 and verdict.bytes_needed > 0
             assert verdict.missing_devices == (pair.remote.device_id,)
             assert "still needed by" in verdict.detail
+            assert f"{pair.remote.device_id} (not connected)" in verdict.detail
         assert not (pair.remote_dir / name).exists()
     finally:
         pair.start_remote()
@@ -143,6 +145,53 @@ def test_local_delete_leaves_the_remote_copy(
         wait_for("remote to take in the delete", deletion_settled, SYNC_TIMEOUT)
         assert not remote.db_file(pair.folder_id, rel)["local"]["deleted"]  # type: ignore[index]
     assert digests(pair.remote_dir, name, files) == expected
+
+
+class CountingTransport(httpx.HTTPTransport):
+    """A real HTTP transport that records the path of every request it sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        return super().handle_request(request)
+
+
+def test_sorted_files_left_in_the_remote_need_list_cost_nothing(
+    pair: SyncthingPair, client: SyncthingClient
+) -> None:
+    # What sorting does to the remote's need list: a synced batch removed from
+    # sync_dir stays there as deleted entries (receive-only, ignoreDelete), for good.
+    old = "batch_000004"
+    old_files = make_batch(pair.local_dir, old, {f"{i}.jpg": 1_000 for i in range(20)})
+    client.scan(pair.folder_id, old)
+    wait_synced(pair, client, old, old_files)
+    shutil.rmtree(pair.local_dir / old)
+    client.scan(pair.folder_id, old)
+
+    def deleted_needed() -> list[str] | None:
+        answer = client._http.get(
+            "/rest/db/remoteneed",
+            params={"folder": pair.folder_id, "device": pair.remote.device_id},
+        ).json()
+        names = [f["name"] for f in answer["files"] or [] if f.get("deleted")]
+        return names if len(names) >= len(old_files) else None
+
+    assert len(wait_for("deletions in remoteneed", deleted_needed, SYNC_TIMEOUT)) > 20
+
+    name = "batch_000005"
+    files = make_batch(pair.local_dir, name, {"a.jpg": 5_000, "b.jpg": 6_000})
+    client.scan(pair.folder_id, name)
+    wait_synced(pair, client, name, files)
+    counting = CountingTransport()
+    with pair.client(transport=counting) as counted:
+        verdict = check_batch(
+            counted, pair.folder_id, name, files, [pair.remote.device_id]
+        )
+    assert verdict.synced
+    assert counting.paths == ["/rest/config/devices"] + ["/rest/db/file"] * 2
 
 
 def test_wrong_api_key_is_unauthorized(syncthing_pair: SyncthingPair) -> None:

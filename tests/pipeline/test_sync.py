@@ -28,7 +28,7 @@ class FakeSyncthing:
     def __init__(self, sync_dir: Path):
         self.sync_dir = sync_dir
         self.fault: str | None = None
-        self.need: list[dict[str, Any]] = []
+        self.lacking: set[str] = set()  # names the remote does not hold yet
         self.calls: list[str] = []
         self.folder_type = "sendonly"
         self.broken: set[str] = set()  # paths that answer 500
@@ -41,6 +41,16 @@ class FakeSyncthing:
             raise httpx.ReadTimeout("slow", request=request)
         if self.fault == "403":
             return httpx.Response(403, text="CSRF Error")
+        if self.fault == "forbidden":  # Syncthing 2's answer to a wrong key
+            return httpx.Response(403, text="Forbidden")
+        if self.fault == "401":
+            return httpx.Response(401, text="Not Authorized")
+        if self.fault == "migrating":  # Syncthing 2 migrating its database
+            return httpx.Response(
+                200,
+                text="Database migration in progress",
+                headers={"Content-Type": "text/plain"},
+            )
         if self.fault == "malformed":
             return httpx.Response(200, text="{not json")
         return self.answer(request)
@@ -61,11 +71,9 @@ class FakeSyncthing:
             return httpx.Response(200, text="")
         if path == "/rest/db/file":
             return self.file_info(params["file"])
-        if path == "/rest/db/remoteneed":
-            page = int(params.get("page", 1))
-            files = self.need if page == 1 else []
+        if path == "/rest/system/connections":
             return httpx.Response(
-                200, json={"files": files, "page": page, "perpage": 500}
+                200, json={"connections": {REMOTE: {"connected": True}}}
             )
         return httpx.Response(404, text="no such endpoint")
 
@@ -74,7 +82,8 @@ class FakeSyncthing:
         if not path.exists():
             return httpx.Response(404, text="No such object in the index")
         info = {"size": path.stat().st_size, "deleted": False, "version": ["x:1"]}
-        body = {"global": info, "local": info, "availability": []}
+        held = [] if name in self.lacking else [{"id": REMOTE, "fromTemporary": False}]
+        body = {"global": info, "local": info, "availability": held}
         return httpx.Response(200, text=json.dumps(body))
 
 
@@ -118,12 +127,12 @@ def test_start_moves_batch_into_sync_folder_and_poll_confirms(stack: Any) -> Non
     assert (folder / "manifest.json").exists() and (folder / "dir" / "f0.bin").exists()
     assert not (svc.ctx.roots.batch_dir / made.name).exists()
     assert "/rest/db/scan" in fake.calls
-    fake.need = [{"name": f"{made.name}/dir/f1.bin", "size": 900, "deleted": False}]
+    fake.lacking = {f"{made.name}/dir/f1.bin"}
     assert sync.poll(svc.ctx) == "ok"
     row = Batch.get_by_id(made.id)
     assert row.status == BatchStatus.SYNCING and 0 < row.progress < 100
     assert row.bytes_needed == 900
-    fake.need = []
+    fake.lacking = set()
     sync.poll(svc.ctx)
     row = Batch.get_by_id(made.id)
     assert (row.status, row.progress, row.bytes_needed) == (
@@ -141,7 +150,10 @@ def test_start_moves_batch_into_sync_folder_and_poll_confirms(stack: Any) -> Non
         ("500", "unreachable", "Syncthing"),
         ("timeout", "unreachable", "Syncthing"),
         ("malformed", "unreachable", "Syncthing"),
-        ("403", "unauthorized", "API key"),
+        ("403", "unauthorized", "API key (HTTP 403)"),
+        ("forbidden", "unauthorized", "API key (HTTP 403)"),
+        ("401", "unauthorized", "API key (HTTP 401)"),
+        ("migrating", "starting", "Database migration in progress"),
     ],
 )
 def test_faults_keep_the_batch_syncing_with_an_error(

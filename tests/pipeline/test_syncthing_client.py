@@ -13,6 +13,7 @@ from loguru import logger
 from pipeline.syncthing import (
     SyncthingClient,
     SyncthingError,
+    SyncthingStarting,
     SyncthingUnauthorized,
     SyncthingUnavailable,
 )
@@ -258,31 +259,71 @@ def test_db_file_returns_none_on_404_and_the_entry_otherwise() -> None:
     assert recorder.requests[0].url.params["file"] == "batch_000001/a b.jpg"
 
 
-def test_remote_need_all_pages_until_a_short_page() -> None:
-    names = [f"f{i}" for i in range(5)]
+MIGRATING = "Database migration in progress"
 
-    def page(request: httpx.Request) -> httpx.Response:
-        number = int(request.url.params["page"])
-        size = int(request.url.params["perpage"])
-        chunk = names[(number - 1) * size : number * size]
-        return ok({"files": [{"name": n} for n in chunk], "page": number})
 
-    recorder = Recorder(page)
+def migrating() -> httpx.Response:
+    """What every call of Syncthing 2 answers during its first start's migration."""
+    return httpx.Response(
+        200, text=MIGRATING, headers={"Content-Type": "text/plain; charset=utf-8"}
+    )
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.scan("media", sub="batch_000001"),
+        lambda c: c.ping(),
+        lambda c: c.db_file("media", "batch_000001/a.jpg"),
+        lambda c: c.folder("media"),
+    ],
+)
+def test_syncthing_2_migration_page_is_starting_not_success(
+    call: Callable[[SyncthingClient], object],
+) -> None:
+    recorder = Recorder(migrating())
+    sleeps: list[float] = []
+    client = make_client(recorder, sleeps)
+    with pytest.raises(SyncthingStarting, match="starting") as info:
+        call(client)
+    # Unavailable for the callers: recorded, retried later, never taken as done.
+    assert isinstance(info.value, SyncthingUnavailable)
+    assert info.value.status_code == 200 and MIGRATING in str(info.value)
+    assert len(recorder.requests) == 1 and sleeps == []
+
+
+def test_health_says_starting_during_the_migration() -> None:
+    client = make_client(Recorder(migrating()), [])
+    assert client.health() == "starting"
+
+
+def test_an_empty_text_answer_is_still_a_success() -> None:
+    # Syncthing 1.x answers a scan with an empty text/plain 200.
+    recorder = Recorder(
+        httpx.Response(200, text="", headers={"Content-Type": "text/plain"})
+    )
+    make_client(recorder, []).scan("media")
+    assert len(recorder.requests) == 1
+
+
+def test_syncthing_2_forbidden_names_the_real_status() -> None:
+    recorder = Recorder(httpx.Response(403, text="Forbidden\n"))
     client = make_client(recorder, [])
-    got = [e["name"] for e in client.remote_need_all("media", "DEV", perpage=2)]
-    assert got == names
-    assert [r.url.params["page"] for r in recorder.requests] == ["1", "2", "3"]
-    assert recorder.requests[0].url.params["device"] == "DEV"
-
-    names[:] = names[:4]  # an exact multiple ends on an empty page
-    recorder.requests.clear()
-    assert len(list(client.remote_need_all("media", "DEV", perpage=2))) == 4
-    assert len(recorder.requests) == 3
+    with pytest.raises(SyncthingUnauthorized) as info:
+        client.folder("media")
+    assert info.value.status_code == 403
+    assert "HTTP 403: Forbidden" in str(info.value)
+    assert client.health() == "unauthorized"
 
 
-def test_remote_need_treats_null_files_as_empty() -> None:
-    client = make_client(Recorder(ok({"files": None, "page": 1, "perpage": 10})), [])
-    assert client.remote_need("media", "DEV", 1, 10)["files"] == []
+def test_folder_takes_a_quick_timeout_and_no_retries() -> None:
+    recorder = Recorder(httpx.Response(500, text="busy"))
+    sleeps: list[float] = []
+    client = make_client(recorder, sleeps)
+    with pytest.raises(SyncthingUnavailable, match="HTTP 500"):
+        client.folder("media", timeout=0.5, retries=0)
+    assert len(recorder.requests) == 1 and sleeps == []
+    assert recorder.requests[0].extensions["timeout"]["read"] == 0.5
 
 
 def test_put_device_and_folder_send_json_to_the_right_paths() -> None:
