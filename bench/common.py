@@ -324,6 +324,7 @@ def info_from_json(text: str, dest: Path) -> CorpusInfo:
     info.exact_copies = [(dest / c, dest / o) for c, o in doc["exact_copies_list"]]
     info.resized_copies = [(dest / c, dest / o) for c, o in doc["resized_copies_list"]]
     info.big = [dest / p for p in doc["big_list"]]
+    info.videos = [dest / p for p in doc.get("videos_list", [])]
     return info
 
 

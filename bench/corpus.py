@@ -55,6 +55,7 @@ class CorpusInfo:
     exact_copies: list[tuple[Path, Path]] = field(default_factory=list)
     resized_copies: list[tuple[Path, Path]] = field(default_factory=list)
     big: list[Path] = field(default_factory=list)
+    videos: list[Path] = field(default_factory=list)  # also in `originals`
     seconds: float = 0.0
 
     @property
@@ -107,6 +108,7 @@ class CorpusInfo:
         doc["exact_copies_list"] = [[rel(c), rel(o)] for c, o in self.exact_copies]
         doc["resized_copies_list"] = [[rel(c), rel(o)] for c, o in self.resized_copies]
         doc["big_list"] = [rel(p) for p in self.big]
+        doc["videos_list"] = [rel(p) for p in self.videos]
         return json.dumps(doc, indent=1)
 
 
@@ -121,6 +123,7 @@ class _Job:
     big_size: int
     grain: float
     span_seconds: int = DATE_SPAN_SECONDS
+    widths: tuple[int, int] = (640, 1600)
 
 
 def _exif_bytes(
@@ -210,7 +213,7 @@ def _render_original(job: _Job) -> None:
         size = (4000, 3000)
         quality = 95
     else:
-        w = int(rng.integers(640, 1601))
+        w = int(rng.integers(job.widths[0], job.widths[1] + 1))
         size = (w, w * 3 // 4)
         quality = int(rng.integers(85, 96))
     if rng.random() < 0.2:
@@ -265,13 +268,18 @@ def generate(
     workers: int | None = None,
     grain: float = 6.0,
     span_days: float = 12 * 365,
+    widths: tuple[int, int] = (640, 1600),
+    videos: int = 0,
+    video_mb: float = 4.0,
 ) -> CorpusInfo:
     """Write `n` JPEG files under `dest` (which must be empty or absent).
 
     `n` counts everything: originals + exact copies (`exact_copy_frac * n`) + resized
     copies (`resized_frac * n`). The first `big_files` originals are 4000x3000 q95
     padded to `big_size_mb` MiB. `grain` is the noise sigma (0-255 scale): it sets
-    the JPEG entropy (bits per pixel), hence decode cost. Uses a process pool of
+    the JPEG entropy (bits per pixel), hence decode cost; `widths` bounds the other
+    originals' width. `videos` short MP4s of `video_mb` MiB (a movie header with its
+    creation time, then media data) are added as originals. Uses a process pool of
     `workers` (default: CPUs).
     """
     started = time.monotonic()
@@ -291,6 +299,7 @@ def generate(
             big_size,
             grain,
             int(span_days * 86400),
+            tuple(widths),
         )
         for i in range(n_orig)
     ]
@@ -313,8 +322,31 @@ def generate(
     for copy, original in info.exact_copies:
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(original, copy)
+    for k in range(videos):
+        video = dest / "Phone" / "Camera" / f"VID_{k:05d}.mp4"
+        write_mp4(video, rng, int(video_mb * (1 << 20)))
+        info.originals.append(video)
+        info.videos.append(video)
     info.seconds = time.monotonic() - started
     return info
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def write_mp4(path: Path, rng: np.random.Generator, size: int) -> None:
+    """A short MP4 as a phone writes it, for what the pipeline reads: ftyp, a movie
+    header carrying the creation time (UTC, seconds since 1904), then media data."""
+    taken = DATE_START + timedelta(seconds=int(rng.integers(DATE_SPAN_SECONDS)))
+    created = int((taken - datetime(1904, 1, 1)).total_seconds())
+    mvhd = struct.pack(">B3xIIII", 0, created, created, 1000, 5000)
+    mvhd += struct.pack(">IH10x", 0x00010000, 0x0100) + bytes(60) + b"\0\0\0\2"
+    head = _box(b"ftyp", b"isom\0\0\2\0isomiso2mp41")
+    head += _box(b"moov", _box(b"mvhd", mvhd))
+    media = rng.integers(0, 256, max(0, size - len(head) - 8), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(head + _box(b"mdat", media.tobytes()))
 
 
 def _pick(rng: np.random.Generator, paths: Sequence[Path], k: int) -> list[Path]:

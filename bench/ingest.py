@@ -1,6 +1,7 @@
 """Benchmark ingest: a generated corpus dropped into the inbox of a running daemon.
 
     .venv/bin/python bench/ingest.py                 # 2,000 JPEGs, about 2 minutes
+    .venv/bin/python bench/ingest.py --profile phone # a phone dump, inbox -> library
     .venv/bin/python bench/ingest.py --n 20000 --daemon subprocess   # the RSS target
 
 Steps, all in one run: generate the corpus (bench/corpus.py: EXIF JPEGs, 10 % exact
@@ -14,9 +15,21 @@ pHash against `imagehash.phash(Image.open(p))` on the same sample of files, and
 `NearIndex.nearest` against 1,000,000 stored hashes. Checks the outcome against
 the corpus: UNIQUE/DUPLICATE counts, duplicate_of links, near-duplicate flags.
 
-Targets: (ingest - settle) <= 10x the bare SHA-256 pass; pHash >= 4x faster than
-imagehash; peak RSS <= 200 MiB for 20,000 files; near-duplicate lookup among
-1,000,000 hashes <= 10 ms (median and p95).
+The yardstick is the compute floor, measured in the same run: SHA-256 + pHash (a
+draft JPEG decode) of every file with as many threads as the daemon's hash stage
+(`system.max_parallel_fs_ops`) and nothing around it.
+
+`--profile phone` is a phone dump: 2,395 photos of 60-120 KB in nested folders, 10 of
+8 MiB, 5 short MP4s, 10 % exact and 5 % resized copies, `settle_seconds` 0.2, and
+`--pipeline` on: batching (`max_age_seconds` 1) and sorting run as files arrive, and
+the run also times delivery -> every file SORTED or DUPLICATE against `exiftool -r -p
+'$DateTimeOriginal'` merely reading the dates of the same files.
+
+Targets: (ingest - settle) <= 1.25x the floor; with `--pipeline`, the whole pipeline
+<= 0.5x exiftool; pHash >= 4x faster than imagehash; peak RSS <= 200 MiB for 20,000
+files; near-duplicate lookup among 1,000,000 hashes <= 10 ms (median and p95). The
+ratio to the bare SHA-256 pass is still printed (its old 10x target is retired: it
+ignored that every image must be decoded for its pHash).
 
 `--daemon inprocess` (default) runs `daemon.service.Service` in this process, so
 the peak RSS (ru_maxrss) also holds the benchmark's own memory: an upper bound.
@@ -74,7 +87,21 @@ from pipeline.hashing import from_signed64, hamming, phash, sha256_file  # noqa:
 from pipeline.nearindex import NearIndex  # noqa: E402
 
 DROP = "drop"
-DECIDED = ("UNIQUE", "DUPLICATE", "ERROR")
+ACCEPTED = ("UNIQUE", "BATCHED", "SYNCED", "SORTED")
+DECIDED = ("DUPLICATE", "ERROR", *ACCEPTED)
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "phone": {
+        "n": 2395,
+        "big_files": 10,
+        "widths": (480, 800),
+        "videos": 5,
+        "settle": 0.2,
+        "pipeline": True,
+    },
+}
+FLOOR_TARGET = 1.25
+PIPELINE_TARGET = 0.5
 RSS_TARGET_MB = 200.0
 RSS_TARGET_FILES = 20_000
 POLL_SECONDS = 0.05
@@ -91,6 +118,7 @@ class IngestRun:
     rss_baseline_mb: float | None = None
     rss_how: str = ""
     cpu_seconds: float | None = None
+    sorted_seconds: float | None = None
     timed_out: bool = False
     diagnostics: list[Row] = field(default_factory=list)
 
@@ -309,9 +337,20 @@ def deliver(staged: Path, inbox: Path, how: str) -> Path:
 
 
 def timed_ingest(
-    daemon: Any, staged: Path, inbox: Path, db: Path, n: int, how: str, timeout: float
+    daemon: Any,
+    staged: Path,
+    inbox: Path,
+    db: Path,
+    n: int,
+    how: str,
+    timeout: float,
+    settled: int | None = None,
 ) -> IngestRun:
-    """Deliver, then poll the database until all `n` files are decided."""
+    """Deliver, then poll the database until all `n` files are decided.
+
+    With `settled`, go on until that many files are SORTED (the whole pipeline) and
+    record when in `run.sorted_seconds`.
+    """
     run = IngestRun()
     daemon.instrument()
     cpu_before = daemon.cpu_seconds()
@@ -329,12 +368,16 @@ def timed_ingest(
             now = time.perf_counter() - started
             if decided and run.first_decided is None:
                 run.first_decided = now
-            if decided >= n:
+            if decided >= n and not run.seconds:
                 run.seconds = now
+                run.counts = counts
+            if run.seconds and (settled is None or counts.get("SORTED", 0) >= settled):
+                run.sorted_seconds = now if settled is not None else None
                 run.counts = counts
                 break
             if time.monotonic() > deadline:
-                run.seconds, run.counts, run.timed_out = now, counts, True
+                run.seconds = run.seconds or now
+                run.counts, run.timed_out = counts, True
                 break
             time.sleep(POLL_SECONDS)
     finally:
@@ -425,7 +468,7 @@ def check_outcome(db: Path, info: CorpusInfo, drop: Path, max_distance: int) -> 
         if distance <= max_distance:
             collisions.append((row[1], other[1], distance))
     return Check(
-        unique=statuses.count("UNIQUE"),
+        unique=sum(statuses.count(s) for s in ACCEPTED),
         duplicates=statuses.count("DUPLICATE"),
         errors=statuses.count("ERROR"),
         wrong_duplicate_links=wrong_links,
@@ -453,7 +496,8 @@ def phash_sample(db: Path, size: int) -> list[Path]:
     paths = [
         Path(r[0])
         for r in conn.execute(
-            "SELECT current_path FROM files WHERE status = 'UNIQUE' ORDER BY id"
+            f"SELECT current_path FROM files WHERE status IN {ACCEPTED}"
+            " AND lower(current_path) NOT LIKE '%.mp4' ORDER BY id"
         )
     ]
     conn.close()
@@ -530,10 +574,22 @@ def bench_index(size: int, lookups: int, max_distance: int, seed: int) -> list[f
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=2000, help="files in the corpus")
+    p.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="default",
+        help="corpus and settings: default (2,000 photos of 0.1-0.5 MB), phone "
+        "(a phone dump, whole pipeline); explicit options override it",
+    )
+    p.add_argument("--n", type=int, default=2000, help="photos in the corpus")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--big-files", type=int, default=3, help="8 MiB JPEGs")
     p.add_argument("--settle", type=float, default=1.0, help="watcher.settle_seconds")
+    p.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="batching and sorting on; also time delivery -> all SORTED vs exiftool",
+    )
     p.add_argument("--deliver", choices=("rename", "copy"), default="rename")
     p.add_argument("--daemon", choices=("inprocess", "subprocess"), default="inprocess")
     p.add_argument("--fs-ops", type=int, default=None, help="max_parallel_fs_ops")
@@ -546,7 +602,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--log-level", default="INFO", help="daemon logging.level")
     p.add_argument("--timeout", type=float, default=None, help="seconds to wait")
     p.add_argument(
-        "--profile",
+        "--cprofile",
         type=Path,
         help="cProfile every daemon thread (in-process only; slows the run), "
         "write the stats here and print the top functions",
@@ -567,7 +623,23 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="EXPERIMENT (in-process): SQLite synchronous for the writer connection",
     )
     p.add_argument("--workdir", type=Path, help="keep everything here (else a temp)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    return apply_profile(p, args, argv)
+
+
+def apply_profile(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    argv: Sequence[str] | None,
+) -> argparse.Namespace:
+    """Fill in the profile's values for every option not given on the command line."""
+    given = {a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:])}
+    args.widths, args.videos = (640, 1600), 0
+    for name, value in PROFILES[args.profile].items():
+        option = "--" + name.replace("_", "-")
+        if option not in given:
+            setattr(args, name, value)
+    return args
 
 
 def experiments(args: argparse.Namespace) -> str:
@@ -585,6 +657,9 @@ def make_daemon(args: argparse.Namespace, root: Path) -> tuple[Any, Path]:
         "watcher": {"enabled": True, "settle_seconds": args.settle},
         "logging": {"level": args.log_level},
     }
+    if args.pipeline:
+        overrides["batch"] = {"auto_create": True, "max_age_seconds": 1}
+        overrides["sort"] = {"auto": True}
     if args.fs_ops:
         overrides["system"] = {"max_parallel_fs_ops": args.fs_ops}
     config = write_config(root, **overrides)
@@ -604,7 +679,13 @@ def run(args: argparse.Namespace, root: Path) -> bool:
     staged = root / "stage" / DROP
     print(f"generating {args.n} files in {staged} ...", flush=True)
     info = cached_corpus(
-        args.corpus_cache, staged, n=args.n, seed=args.seed, big_files=args.big_files
+        args.corpus_cache,
+        staged,
+        n=args.n,
+        seed=args.seed,
+        big_files=args.big_files,
+        widths=args.widths,
+        videos=args.videos,
     )
     summary = info.summary()
     print(f"  {summary}")
@@ -613,9 +694,10 @@ def run(args: argparse.Namespace, root: Path) -> bool:
 
     warm_cache(files)
     bare = best_time(lambda: bare_sha256_pass(files, args.threads), args.repeats)
+    exiftool_s = exiftool_best(staged, args.repeats) if args.pipeline else None
 
     daemon, config = make_daemon(args, root)
-    profiler = ThreadProfiler() if args.profile else None
+    profiler = ThreadProfiler() if args.cprofile else None
     if profiler is not None:
         if args.daemon != "inprocess":
             raise SystemExit("--profile needs --daemon inprocess")
@@ -627,22 +709,33 @@ def run(args: argparse.Namespace, root: Path) -> bool:
     inbox, db = settings.paths.inbox, settings.database.path
     timeout = args.timeout or max(300.0, args.n * 0.1)
     try:
-        ingest = timed_ingest(daemon, staged, inbox, db, args.n, args.deliver, timeout)
+        ingest = timed_ingest(
+            daemon,
+            staged,
+            inbox,
+            db,
+            info.total,
+            args.deliver,
+            timeout,
+            settled=info.unique if args.pipeline else None,
+        )
     finally:
         daemon.stop()
     if profiler is not None:
-        print_profile(profiler.stop(), args.profile)
+        print_profile(profiler.stop(), args.cprofile)
     check = check_outcome(
         db, info, inbox / DROP, settings.dedup.near_duplicate_distance
     )
 
-    floor = hash_floor(files_now(db), args.threads)
+    workers = settings.system.max_parallel_fs_ops
+    floor = best_time(lambda: hash_floor(files_now(db), workers), args.repeats)
     sample = phash_sample(db, args.phash_sample)
     ours_s, ref_s, mean_dist = bench_phash(sample, args.repeats)
     lookup_ms = bench_index(args.index_size, args.lookups, args.max_distance, args.seed)
 
     net = ingest.seconds - args.settle
     ratio = net / bare
+    floor_ratio = net / floor
     rows: list[Row] = [
         (
             "corpus",
@@ -695,13 +788,19 @@ def run(args: argparse.Namespace, root: Path) -> bool:
             f"hashlib.file_digest, warm cache, best of {args.repeats}, "
             f"{total_bytes / 1e6 / bare:.0f} MB/s",
         ),
-        ("ratio (ingest - settle) / bare", f"{ratio:.1f}x", "target <= 10x"),
+        ("ratio (ingest - settle) / bare", f"{ratio:.1f}x", "old target, retired"),
         (
-            f"floor: SHA-256 + pHash ({args.threads} thr)",
+            f"floor: SHA-256 + pHash ({workers} thr)",
             f"{floor:.2f} s",
             f"= {floor / bare:.1f}x the bare pass: sha256_file + phash of every "
-            "file, no daemon",
+            f"file, no daemon, best of {args.repeats}",
         ),
+        (
+            "ratio (ingest - settle) / floor",
+            f"{floor_ratio:.2f}x",
+            f"target <= {FLOOR_TARGET}x",
+        ),
+        *pipeline_rows(ingest, exiftool_s, info.total),
         ("peak RSS", f"{ingest.peak_rss_mb or 0:.0f} MiB", ingest.rss_how),
         (
             "RSS before delivery",
@@ -797,13 +896,15 @@ def run(args: argparse.Namespace, root: Path) -> bool:
     )
     targets = [
         Target(
-            "ingest / bare SHA-256 pass",
-            ratio,
-            10,
+            "ingest / compute floor",
+            floor_ratio,
+            FLOOR_TARGET,
             True,
             "x",
-            f"settle {args.settle} s subtracted",
+            f"settle {args.settle} s subtracted; floor = SHA-256 + pHash, "
+            f"{workers} threads",
         ),
+        *pipeline_targets(ingest, exiftool_s),
         Target("pHash speed-up vs imagehash", ref_s / ours_s, 4, False, "x"),
         Target(
             "peak RSS", ingest.peak_rss_mb or 0.0, RSS_TARGET_MB, True, " MiB", rss_note
@@ -833,6 +934,51 @@ def run(args: argparse.Namespace, root: Path) -> bool:
     ]
     ok = print_verdicts(targets) and not ingest.timed_out
     return ok
+
+
+def exiftool_best(folder: Path, repeats: int) -> float:
+    """Best wall time of `exiftool -r -p '$DateTimeOriginal'` over the staged files."""
+    from bench.sort import exiftool_once
+
+    return min(exiftool_once(folder)[0] for _ in range(repeats))
+
+
+def pipeline_rows(run: IngestRun, exiftool_s: float | None, total: int) -> list[Row]:
+    if exiftool_s is None or run.sorted_seconds is None:
+        return []
+    return [
+        (
+            "exiftool -r -p '$DateTimeOriginal'",
+            f"{exiftool_s:.2f} s",
+            f"only reading the dates of the same {total} files, warm cache",
+        ),
+        (
+            "pipeline, delivery -> all SORTED",
+            f"{run.sorted_seconds:.2f} s",
+            "settle, hash, dedup, batch (max_age 1 s), sort: every file in place",
+        ),
+        (
+            "ratio pipeline / exiftool",
+            f"{run.sorted_seconds / exiftool_s:.2f}x",
+            f"target <= {PIPELINE_TARGET}x",
+        ),
+    ]
+
+
+def pipeline_targets(run: IngestRun, exiftool_s: float | None) -> list[Target]:
+    if exiftool_s is None:
+        return []
+    seconds = run.sorted_seconds if run.sorted_seconds is not None else float("inf")
+    return [
+        Target(
+            "whole pipeline / exiftool reading dates",
+            seconds / exiftool_s,
+            PIPELINE_TARGET,
+            True,
+            "x",
+            "delivery -> every file SORTED or DUPLICATE",
+        )
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -58,13 +58,16 @@ class Scheduler:
         return jobs
 
     def batch_tick(self) -> None:
-        made = batch.auto_create(self.ctx)
-        if (
-            made
-            and self.ctx.settings.syncthing.enabled
-            and self.ctx.settings.syncthing.auto_start
-        ):
-            self.now("sync")
+        if not batch.auto_create(self.ctx):
+            return
+        s = self.ctx.settings
+        if s.syncthing.enabled:
+            if s.syncthing.auto_start:
+                self.now("sync")
+        elif s.sort.auto:
+            # Without Syncthing a new batch is sortable at once: no reason to leave
+            # it for the next sort tick.
+            self.now("sort")
 
     def sync_tick(self) -> None:
         if self.ctx.settings.syncthing.auto_start:
@@ -79,7 +82,15 @@ class Scheduler:
             self.now("sort")
 
     def sort_tick(self) -> None:
-        if sort.sortable_batches(self.ctx):
+        # A batch that became sortable while a sort ran would otherwise wait for the
+        # next tick: the scheduler drops a "now" while the job is still running. Only
+        # new batches earn another round, so one that keeps failing waits its tick.
+        tried: set[int] = set()
+        while True:
+            ready = {b.id for b in sort.sortable_batches(self.ctx)}
+            if not ready - tried:
+                return
+            tried |= ready
             self.jobs.run_inline("sort", lambda h: sort.sort_job(self.ctx, h))
 
     def cleanup_tick(self) -> None:
