@@ -15,6 +15,10 @@ it as ``paths.sync_dir``), ``remote`` receives it ``receiveonly`` with
 crash reporting and upgrades are off; nothing leaves 127.0.0.1. Each instance runs
 with ``--no-restart`` so the PID we start is the only process, and is stopped by
 that PID (SIGTERM, then SIGKILL after a deadline).
+
+Works with the Syncthing 1.x CLI (Debian 12 ships 1.19, what CI runs) and the 2.x
+one: only flags both accept, the device ID read from the generated ``config.xml``,
+``STNODEFAULTFOLDER`` for 1.x. ``SYNCTHING_BIN`` may point at another binary.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import pytest
 
 from pipeline.syncthing import SyncthingClient, SyncthingError
 
-SYNCTHING_BIN = "/usr/bin/syncthing"
+SYNCTHING_BIN = os.environ.get("SYNCTHING_BIN", "/usr/bin/syncthing")
 DEFAULT_FOLDER_ID = "media"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -201,15 +205,7 @@ class SyncthingInstance:
         (self.home / "userhome").mkdir(exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    SYNCTHING_BIN,
-                    "serve",
-                    "--home",
-                    str(self.home),
-                    "--no-browser",
-                    "--no-upgrade",
-                    "--no-restart",
-                ],
+                serve_command(self.home),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -261,6 +257,38 @@ def _child(parent: ET.Element, tag: str) -> ET.Element:
     return found if found is not None else ET.SubElement(parent, tag)
 
 
+# Flags and subcommands accepted by both Syncthing 1.x (Debian 12: 1.19) and 2.x.
+# Syncthing 2 removed ``generate --no-default-folder`` (it creates no default folder;
+# 1.x is told by STNODEFAULTFOLDER instead), renamed ``--skip-port-probing`` (probing
+# only picks the default GUI port, which _write_config replaces anyway) and stopped
+# printing "Device ID:", so the ID is read from the generated config.xml.
+GENERATE_ARGS = ("generate", "--home")
+SERVE_ARGS = ("serve", "--home", "--no-browser", "--no-upgrade", "--no-restart")
+
+
+def generate_command(home: Path) -> list[str]:
+    """``syncthing generate`` for a new home, in a form both major versions accept."""
+    return [SYNCTHING_BIN, GENERATE_ARGS[0], GENERATE_ARGS[1], str(home)]
+
+
+def serve_command(home: Path) -> list[str]:
+    """``syncthing serve`` for ``home``, in a form both major versions accept."""
+    return [SYNCTHING_BIN, SERVE_ARGS[0], SERVE_ARGS[1], str(home), *SERVE_ARGS[2:]]
+
+
+def device_id_from_config(config: Path) -> str:
+    """This instance's device ID: the one top-level ``<device>`` of a new config.xml.
+
+    ``<defaults><device id="">`` (1.19+) is a template, not a device, and is skipped.
+    """
+    root = ET.parse(config).getroot()
+    ids = [d.get("id", "") for d in root.findall("device")]
+    ids = [i for i in ids if re.fullmatch(r"[A-Z2-7]{7}(-[A-Z2-7]{7}){7}", i)]
+    if len(ids) != 1:
+        raise AssertionError(f"expected one device in {config}, found {ids}")
+    return ids[0]
+
+
 def generate_instance(base: Path, name: str) -> SyncthingInstance:
     """``syncthing generate`` a home under ``base/name`` (keys, config), not started."""
     home = base / name / "home"
@@ -270,34 +298,25 @@ def generate_instance(base: Path, name: str) -> SyncthingInstance:
     # Syncthing refuses to run a folder whose marker is missing.
     (folder_path / ".stfolder").mkdir()
     (home / "userhome").mkdir()
-    result = subprocess.run(
-        [
-            SYNCTHING_BIN,
-            "generate",
-            "--home",
-            str(home),
-            "--no-default-folder",
-            "--skip-port-probing",
-        ],
+    subprocess.run(
+        generate_command(home),
         capture_output=True,
         text=True,
         env={
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(home / "userhome"),
+            # 1.x: no default folder on first start (2.x never makes one).
             "STNODEFAULTFOLDER": "1",
         },
         timeout=60,
         check=True,
     )
-    match = re.search(r"Device ID:\s*([A-Z0-9-]{63})", result.stdout + result.stderr)
-    if not match:
-        raise AssertionError(f"no device ID in syncthing generate output: {result}")
     return SyncthingInstance(
         name=name,
         home=home,
         folder_path=folder_path,
         api_key=secrets.token_urlsafe(24),
-        device_id=match.group(1),
+        device_id=device_id_from_config(home / "config.xml"),
     )
 
 

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from syncthing_env import SyncthingPair, start_pair, syncthing_pair, wait_for
+from syncthing_env import (
+    GENERATE_ARGS,
+    SERVE_ARGS,
+    SYNCTHING_BIN,
+    SyncthingPair,
+    device_id_from_config,
+    generate_command,
+    serve_command,
+    start_pair,
+    syncthing_pair,
+    wait_for,
+)
 
 from pipeline.sync_check import BatchFile, SyncVerdict, check_batch, required_devices
 from pipeline.syncthing import SyncthingClient, SyncthingUnauthorized
@@ -208,6 +221,66 @@ def test_wrong_api_key_is_unauthorized(syncthing_pair: SyncthingPair) -> None:
     with syncthing_pair.client() as good:
         assert good.my_id() == syncthing_pair.local.device_id
         assert good.health() == "ok"
+
+
+# Flags Syncthing 2 removed or renamed: the fixture must not use them.
+REMOVED_IN_2 = {"--no-default-folder", "--skip-port-probing", "--paths", "--generate"}
+# Flags each Syncthing 2 subcommand accepts (docs.syncthing.net, Command Line
+# Operation): what the fixture uses must be in both this and the installed 1.x help.
+SYNCTHING_2_ACCEPTS = {
+    "generate": {"--home", "--config", "--data", "--gui-user", "--gui-password"},
+    "serve": {"--home", "--no-browser", "--no-restart", "--no-upgrade"},
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "build"), [(GENERATE_ARGS, generate_command), (SERVE_ARGS, serve_command)]
+)
+def test_fixture_uses_only_flags_both_versions_accept(
+    tmp_path: Path, args: tuple[str, ...], build: object
+) -> None:
+    command, flags = args[0], set(args[1:])
+    assert not flags & REMOVED_IN_2
+    assert flags <= SYNCTHING_2_ACCEPTS[command]
+    installed = subprocess.run(
+        [SYNCTHING_BIN, command, "--help"], capture_output=True, text=True, timeout=30
+    )
+    for flag in flags:
+        assert flag in installed.stdout + installed.stderr, flag
+    built = build(tmp_path)  # type: ignore[operator]
+    assert built[:2] == [SYNCTHING_BIN, command]
+    assert {a for a in built if a.startswith("--")} == flags
+
+
+def test_device_id_is_read_from_the_generated_config(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = subprocess.run(
+        generate_command(home),
+        capture_output=True,
+        text=True,
+        env={"HOME": str(tmp_path), "STNODEFAULTFOLDER": "1", "PATH": "/usr/bin:/bin"},
+        timeout=60,
+        check=True,
+    )
+    # 1.x also prints it; 2.x does not, which is why the fixture reads config.xml.
+    printed = re.search(r"Device ID:\s*(\S+)", result.stdout + result.stderr)
+    assert printed is not None
+    assert device_id_from_config(home / "config.xml") == printed.group(1)
+
+
+def test_device_id_from_a_syncthing_2_shaped_config(tmp_path: Path) -> None:
+    device = "-".join(["ABCDEFG"] * 8)
+    config = tmp_path / "config.xml"
+    config.write_text(
+        f'<configuration version="51"><device id="{device}" name="x"></device>'
+        '<gui tls="false"><address>127.0.0.1:8384</address></gui>'
+        '<defaults><folder id=""><device id=""></device></folder>'
+        '<device id=""></device></defaults></configuration>'
+    )
+    assert device_id_from_config(config) == device
+    config.write_text('<configuration version="37"></configuration>')
+    with pytest.raises(AssertionError, match="expected one device"):
+        device_id_from_config(config)
 
 
 def _no_sleep(_: float) -> None:
