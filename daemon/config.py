@@ -426,7 +426,6 @@ RESTART_KEYS = (
     "logging.",
     "dbui.",
     "syncthing.",
-    "cleanup.interval_seconds",
 )
 
 

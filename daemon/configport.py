@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from daemon import config as cfg
@@ -15,9 +16,16 @@ from pipeline.models import ConfigChange
 class FileConfigPort:
     """The config file behind the API; live settings are updated in place."""
 
-    def __init__(self, loaded: cfg.LoadedConfig, ctx: Context):
+    def __init__(
+        self,
+        loaded: cfg.LoadedConfig,
+        ctx: Context,
+        on_change: Callable[[list[str]], None] | None = None,
+    ):
+        """`on_change(keys)` runs after live keys were applied (the service reacts)."""
         self.loaded = loaded
         self.ctx = ctx
+        self.on_change = on_change
         self._lock = threading.Lock()
 
     def masked(self) -> dict[str, Any]:
@@ -39,9 +47,13 @@ class FileConfigPort:
             )
             cfg.save_atomic(self.loaded.path, merged)
             self._audit(keys, old_view, new_view)
-            self._apply_live(new, cfg.restart_required(keys), keys)
+            restart = cfg.restart_required(keys)
+            self._apply_live(new, restart, keys)
             self.loaded.raw = merged
-            return new_view, cfg.restart_required(keys)
+        live = [k for k in keys if k not in restart]
+        if live and self.on_change is not None:
+            self.on_change(live)
+        return new_view, restart
 
     def _audit(self, keys: list[str], old: dict[str, Any], new: dict[str, Any]) -> None:
         self.ctx.writer.call(

@@ -1,7 +1,13 @@
-"""Periodic work on APScheduler 3.x: batching, Syncthing polling, sorting, cleanup."""
+"""Periodic work on APScheduler 3.x: batching, Syncthing polling, sorting, cleanup.
+
+The jobs follow the live settings: `reconcile()` (called at start and after every
+config change) adds, reschedules or removes them, and each tick checks its switch
+again when it runs, so a change applies at once.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +30,8 @@ class Scheduler:
         self.ctx = ctx
         self.jobs = jobs
         self.syncthing_state = "unknown"
+        self._intervals: dict[str, float] = {}
+        self._lock = threading.Lock()
         self._scheduler = BackgroundScheduler(
             timezone="UTC",
             job_defaults={
@@ -34,9 +42,45 @@ class Scheduler:
         )
 
     def start(self) -> None:
-        for name, fn, seconds in self.periodic():
-            self.add(name, fn, seconds)
+        self.reconcile()
         self._scheduler.start()
+
+    def reconcile(self) -> list[str]:
+        """Make the periodic jobs match the settings now; returns what changed.
+
+        A job switched on (sort.auto, batch.auto_create) runs at once; one switched
+        off is removed (a run already under way finishes); a changed interval
+        (batch.max_age_seconds, cleanup.interval_seconds) applies from now.
+        """
+        wanted = {name: (fn, seconds) for name, fn, seconds in self.periodic()}
+        changes = []
+        with self._lock:
+            for name in list(self._intervals):
+                if name not in wanted:
+                    self._remove(name)
+                    changes.append(f"-{name}")
+            for name, (fn, seconds) in wanted.items():
+                if name not in self._intervals:
+                    self.add(name, fn, seconds)
+                    changes.append(f"+{name}")
+                elif self._intervals[name] != seconds:
+                    self._scheduler.reschedule_job(
+                        name, trigger="interval", seconds=seconds
+                    )
+                    self._intervals[name] = seconds
+                    changes.append(f"~{name}")
+        if changes:
+            logger.bind(event="scheduler").info("periodic jobs: {}", " ".join(changes))
+        return changes
+
+    def _remove(self, name: str) -> None:
+        self._intervals.pop(name, None)
+        if self._scheduler.get_job(name) is not None:
+            self._scheduler.remove_job(name)
+
+    def interval(self, name: str) -> float | None:
+        """Seconds between runs of a periodic job, None when it is switched off."""
+        return self._intervals.get(name)
 
     def periodic(self) -> list[tuple[str, Callable[[], Any], float]]:
         """(name, function, interval seconds) of every periodic job, in one place."""
@@ -58,9 +102,11 @@ class Scheduler:
         return jobs
 
     def batch_tick(self) -> None:
+        s = self.ctx.settings
+        if not s.batch.auto_create:
+            return  # switched off since this run was planned
         if not batch.auto_create(self.ctx):
             return
-        s = self.ctx.settings
         if s.syncthing.enabled:
             if s.syncthing.auto_start:
                 self.now("sync")
@@ -85,8 +131,9 @@ class Scheduler:
         # A batch that became sortable while a sort ran would otherwise wait for the
         # next tick: the scheduler drops a "now" while the job is still running. Only
         # new batches earn another round, so one that keeps failing waits its tick.
+        # sort.auto is read each round: switched off, the next round does not start.
         tried: set[int] = set()
-        while True:
+        while self.ctx.settings.sort.auto:
             ready = {b.id for b in sort.sortable_batches(self.ctx)}
             if not ready - tried:
                 return
@@ -103,9 +150,17 @@ class Scheduler:
             job.modify(next_run_time=datetime.now(UTC))
 
     def add(self, name: str, fn: Callable[[], Any], seconds: float) -> None:
+        """Add a periodic job; once the scheduler runs, its first run is now."""
+        first = {"next_run_time": datetime.now(UTC)} if self.is_alive() else {}
         self._scheduler.add_job(
-            self._guard(name, fn), "interval", seconds=seconds, id=name, name=name
+            self._guard(name, fn),
+            "interval",
+            seconds=seconds,
+            id=name,
+            name=name,
+            **first,
         )
+        self._intervals[name] = seconds
 
     def _guard(self, name: str, fn: Callable[[], Any]) -> Callable[[], None]:
         def run() -> None:

@@ -35,7 +35,7 @@ from pipeline.jobs import Jobs, fail_interrupted
 from pipeline.models import File, FileStatus
 from pipeline.nearindex import NearIndex, informative
 from pipeline.runner import Runner
-from pipeline.scan import settled_paths
+from pipeline.scan import scan_inbox, settled_paths
 from pipeline.stages import intake_stages, record_error
 from pipeline.syncthing import SyncthingClient
 from web.app import create_app
@@ -173,6 +173,20 @@ class Service:
         if self.runner is not None:
             self.runner.submit(path)
 
+    def apply_live(self, keys: list[str]) -> None:
+        """React to live config changes (already in `self.settings`) at once."""
+        if self.scheduler is not None:
+            self.scheduler.reconcile()
+        if (
+            "intake.media_only" in keys
+            and not self.settings.intake.media_only
+            and self.ctx is not None
+            and self.jobs is not None
+        ):
+            # The files it skipped are wanted now: a scan takes them.
+            ctx = self.ctx
+            self.jobs.start("dedup", lambda h: scan_inbox(ctx, h))
+
     # health -----------------------------------------------------------------------
 
     def components(self) -> dict[str, str]:
@@ -242,7 +256,7 @@ class Service:
             ctx=self.ctx,
             jobs=self.jobs,
             version=__version__,
-            config=FileConfigPort(self.loaded, self.ctx),
+            config=FileConfigPort(self.loaded, self.ctx, on_change=self.apply_live),
             components=self.components,
             submit=self.submit,
             api_key=lambda: auth.api_key,
