@@ -13,6 +13,14 @@ from pipeline.models import Batch, BatchStatus, File, FileStatus
 from tests.conftest import add_file, wait_until
 
 
+def sorting_by_hand(service: Any) -> Any:
+    """A service with sort.auto on whose own sort timer is an hour out: ticks by hand."""
+    svc = service(sort={"auto": True})
+    later = datetime.now(UTC) + timedelta(hours=1)
+    svc.scheduler._scheduler.get_job("sort").modify(next_run_time=later)
+    return svc
+
+
 def accepted(svc: Any, name: str) -> int:
     path = svc.ctx.roots.inbox / name
     path.write_bytes(name.encode())
@@ -54,7 +62,7 @@ def test_without_new_batches_the_sort_keeps_its_schedule(service: Any) -> None:
 def test_a_batch_made_during_a_sort_is_sorted_in_the_same_tick(
     service: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    svc = service()
+    svc = sorting_by_hand(service)
     accepted(svc, "first.jpg")
     create_batch(svc.ctx)
     real_sort_job = sort.sort_job
@@ -79,7 +87,7 @@ def test_a_batch_made_during_a_sort_is_sorted_in_the_same_tick(
 def test_a_batch_that_stays_sortable_gets_one_round_per_tick(
     service: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    svc = service()
+    svc = sorting_by_hand(service)
     accepted(svc, "a.jpg")
     create_batch(svc.ctx)
     rounds: list[int] = []
