@@ -92,9 +92,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not db_path.exists():
         print(f"no database yet at {db_path} (the daemon has not run)", file=sys.stderr)
         return 1
+    from pipeline.models import utcnow
+
     db = open_database(db_path, loaded.settings.database.busy_timeout_ms)
     try:
-        data = status.summary()
+        data = status.summary(utcnow(), loaded.settings.batch)
     finally:
         db.close()
     print(json.dumps(data, indent=2) if args.json else format_status(data))
@@ -104,7 +106,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def format_status(data: dict[str, Any]) -> str:
     lines = [f"files: {data['files']['total']}"]
     lines += [f"  {k:<10} {v}" for k, v in data["files"]["by_status"].items() if v]
+    if "waiting" in data:
+        lines.append(waiting_line(data["waiting"]))
     lines.append(f"near-duplicates flagged: {data['near_duplicates']}")
+    lines.append(f"dated only by file mtime: {data['mtime_dated']}")
     lines.append(f"batches: {data['batches']['total']}")
     lines += [f"  {k:<10} {v}" for k, v in data["batches"]["by_status"].items() if v]
     if data["recent_errors"]:
@@ -114,6 +119,39 @@ def format_status(data: dict[str, Any]) -> str:
             for e in data["recent_errors"]
         ]
     return "\n".join(lines)
+
+
+def waiting_line(wait: dict[str, Any]) -> str:
+    """`102 files (31 MB) waiting for a batch — next at 22:41 or at 10 GB`."""
+    line = f"{wait['files']} files ({human_bytes(wait['bytes'])}) waiting for a batch"
+    if not wait["files"]:
+        return line
+    parts = []
+    if wait.get("next_batch_at"):
+        parts.append(f"at {local_time(wait['next_batch_at'])}")
+    if wait.get("max_bytes"):
+        parts.append(f"at {human_bytes(wait['max_bytes'])}")
+    return line + (" — next " + " or ".join(parts) if parts else "")
+
+
+def human_bytes(n: int) -> str:
+    """Bytes in decimal-free units the way a person reads them: 31 MB, 1.5 GB."""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            break
+        value /= 1024
+    text = f"{value:.1f}".rstrip("0").rstrip(".") if value < 10 else f"{value:.0f}"
+    return f"{text} {unit}"
+
+
+def local_time(stamp: str) -> str:
+    """An ISO UTC stamp (`…Z`) as local HH:MM, with the date when it is not today."""
+    from datetime import datetime
+
+    when = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone()
+    today = datetime.now(when.tzinfo).date()
+    return when.strftime("%H:%M" if when.date() == today else "%Y-%m-%d %H:%M")
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:

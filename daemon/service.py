@@ -27,13 +27,13 @@ from daemon.configport import FileConfigPort
 from daemon.notify import Notifier, WatchdogThread
 from daemon.scheduler import Scheduler
 from daemon.watcher import InboxWatcher
-from pipeline import __version__, fsops, status
+from pipeline import __version__, fsops, stats, status
 from pipeline.batch import resume_building
 from pipeline.context import Context, Roots
 from pipeline.db import Writer, open_database
 from pipeline.jobs import Jobs, fail_interrupted
 from pipeline.models import File, FileStatus
-from pipeline.nearindex import NearIndex, informative
+from pipeline.nearindex import NearIndex, accepted_hashes
 from pipeline.runner import Runner
 from pipeline.scan import scan_inbox, settled_paths
 from pipeline.stages import intake_stages, record_error
@@ -75,6 +75,7 @@ class Service:
         self.server: _Server | None = None
         self._watchdog: WatchdogThread | None = None
         self._stopped = threading.Event()
+        self._counter_check: threading.Thread | None = None
 
     # start-up ---------------------------------------------------------------------
 
@@ -115,6 +116,7 @@ class Service:
             self.watcher.start()
         self.scheduler = Scheduler(ctx, self.jobs)
         self.scheduler.start()
+        self._check_counters(db, writer)
         logger.bind(event="start", status="ready").info(
             "media-pipeline {} started (inbox {})", __version__, s.paths.inbox
         )
@@ -125,16 +127,34 @@ class Service:
         return ctx
 
     def _near_index(self) -> NearIndex:
+        # Filled on a thread: a million hashes must not delay READY. Intake waits
+        # for it before its first near-duplicate decision.
         index = NearIndex()
-        rows = File.select(File.id, File.phash).where(
-            File.status.in_(FileStatus.ACCEPTED),
-            File.phash.is_null(False),
-            File.near_duplicate_of.is_null(),
-        )
-        index.add_many(
-            (row.id, row.phash) for row in rows.iterator() if informative(row.phash)
-        )
+        index.load_in_background(accepted_hashes)
         return index
+
+    def _check_counters(self, db: Any, writer: Writer) -> None:
+        """Compare the status counters with the tables once, after start (background).
+
+        A full count reads every row: READY does not wait for it, and the counters
+        are kept by triggers meanwhile. A mismatch (a database edited without them)
+        is rebuilt with a warning.
+        """
+
+        def run() -> None:
+            try:
+                stats.check_and_repair(db, writer)
+            except Exception:  # noqa: BLE001 - a failed check must not stop the daemon
+                logger.bind(event="stats", status="failed").opt(exception=True).warning(
+                    "status counter check failed"
+                )
+            finally:
+                db.close()  # this thread's connection
+
+        self._counter_check = threading.Thread(
+            target=run, name="stats-check", daemon=True
+        )
+        self._counter_check.start()
 
     def _syncthing_client(self) -> SyncthingClient | None:
         st = self.settings.syncthing
@@ -240,6 +260,10 @@ class Service:
             self.runner.stop(timeout=max(0.5, deadline - time.monotonic() - 2))
         if self.jobs is not None:
             self.jobs.wait_all(timeout=max(0.1, deadline - time.monotonic() - 1))
+        if self._counter_check is not None:
+            self._counter_check.join(timeout=max(0.1, deadline - time.monotonic() - 1))
+        if self.ctx is not None and self.ctx.near_index is not None:
+            self.ctx.near_index.join_loader(max(0.1, deadline - time.monotonic() - 1))
         if self.ctx is not None:
             if self.ctx.syncthing is not None:
                 self.ctx.syncthing.close()

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from loguru import logger
 from peewee import SqliteDatabase
 
+from pipeline import stats
 from pipeline.models import (
     ALL_MODELS,
     LibraryRoot,
@@ -93,6 +94,12 @@ def _v4_drop_accepted_sha256(db: SqliteDatabase) -> None:
     db.execute_sql("DROP INDEX IF EXISTS files_accepted_sha256")
 
 
+def _v6_stats(db: SqliteDatabase) -> None:
+    # Trigger-kept counters (pipeline/stats.py): status pages stop counting the table.
+    stats.install(db)
+    stats.rebuild(db)
+
+
 def _v7_adopt_verify(db: SqliteDatabase) -> None:
     # Rows made before adoption existed all came through the inbox.
     add_column(db, "files", "source", "VARCHAR(255) DEFAULT 'inbox'")
@@ -142,6 +149,7 @@ MIGRATIONS: list[tuple[int, Callable[[SqliteDatabase], None]]] = [
     (2, _v2_indexes),
     (3, _v3_batch_columns),
     (4, _v4_drop_accepted_sha256),
+    (6, _v6_stats),
     (7, _v7_adopt_verify),
     (8, _v8_near_review),
 ]

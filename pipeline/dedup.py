@@ -36,6 +36,9 @@ class Decision:
 
 def dedup_item(ctx: Context, item: Item) -> Item | None:
     """Decide UNIQUE or DUPLICATE; a duplicate is moved out of the inbox through fsops."""
+    if ctx.near_index is not None:
+        # Loading at start: wait here, not on the writer thread inside `decide`.
+        ctx.near_index.wait_ready()
     decision = ctx.writer.call(lambda: decide(ctx, item))
     if decision is None:
         return None

@@ -2,15 +2,20 @@
 
 One vectorised pass (XOR + popcount over a uint64 array) per lookup: about a
 millisecond or two per million hashes, no Python loop over stored hashes. The index is
-not persistent: rebuild it with `add_many` from the database at start.
+not persistent: the daemon fills it from the database at start with `load_in_background`
+(a million hashes take about a second, which start-up does not wait for; lookups do).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 import numpy as np
+from loguru import logger
+
+from pipeline.models import FileStatus, database_proxy, sql_list
 
 MASK64 = (1 << 64) - 1
 # pHash sets a bit for each low-frequency DCT coefficient above their median, so an
@@ -63,6 +68,12 @@ class NearIndex:
         self._ids = np.zeros(capacity, dtype=np.int64)
         self._n = 0
         self._alloc_scratch(capacity)
+        self._ready = threading.Event()
+        self._ready.set()
+        # While a background load runs: ids removed meanwhile (the load's snapshot
+        # may still hold them). Ids added meanwhile are in the arrays and win.
+        self._removed_while_loading: set[int] | None = None
+        self._loader: threading.Thread | None = None
 
     def _alloc_scratch(self, capacity: int) -> None:
         # Reused by every lookup (under the lock): a fresh 8 MB temporary per lookup
@@ -95,6 +106,8 @@ class NearIndex:
         """Store (or replace) the hash of `file_id`."""
         value = _u64(h)
         with self._lock:
+            if self._removed_while_loading is not None:
+                self._removed_while_loading.discard(file_id)
             pos = self._position(file_id)
             if pos is not None:
                 self._hashes[pos] = value
@@ -131,6 +144,8 @@ class NearIndex:
     def remove(self, file_id: int) -> None:
         """Forget `file_id`; unknown ids are ignored."""
         with self._lock:
+            if self._removed_while_loading is not None:
+                self._removed_while_loading.add(file_id)
             pos = self._position(file_id)
             if pos is None:
                 return
@@ -164,8 +179,9 @@ class NearIndex:
         """(file_id, distance) of the closest hash within `max_distance`, else None.
 
         Ties go to the lowest file_id (the earliest file); `exclude` skips one file_id
-        (typically the file being checked).
+        (typically the file being checked). Waits for a background load to finish.
         """
+        self._ready.wait()
         with self._lock:
             ids, dists = self._candidates(h, max_distance, exclude)
         if ids.size == 0:
@@ -179,11 +195,112 @@ class NearIndex:
     ) -> list[tuple[int, int]]:
         """Up to `limit` (file_id, distance) within `max_distance`, closest first.
 
-        Equal distances are ordered by file_id.
+        Equal distances are ordered by file_id. Waits for a background load to finish.
         """
+        self._ready.wait()
         with self._lock:
             ids, dists = self._candidates(h, max_distance, None)
         if ids.size == 0 or limit <= 0:
             return []
         order = np.lexsort((ids, dists))[:limit]
         return [(int(ids[i]), int(dists[i])) for i in order]
+
+    # background load ----------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """False while a background load runs."""
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until no background load runs; False on timeout."""
+        return self._ready.wait(timeout)
+
+    def load_in_background(
+        self, loader: Callable[[], tuple[np.ndarray, np.ndarray]]
+    ) -> threading.Thread:
+        """Fill the index from `loader()` -> (ids int64, hashes uint64) on a thread.
+
+        Lookups wait until it is done; `add` and `remove` may go on meanwhile and win
+        over what the loader read. A loader that fails leaves the index with what it
+        had (logged as an error): near-duplicate flags are advice, intake must go on.
+        """
+        with self._lock:
+            self._ready.clear()
+            self._removed_while_loading = set()
+        thread = threading.Thread(
+            target=self._load, args=(loader,), name="near-index-load", daemon=True
+        )
+        self._loader = thread
+        thread.start()
+        return thread
+
+    def _load(self, loader: Callable[[], tuple[np.ndarray, np.ndarray]]) -> None:
+        started = time.monotonic()
+        try:
+            ids, hashes = loader()
+            self._merge_loaded(ids, hashes)
+            logger.bind(
+                event="near_index",
+                duration_ms=round((time.monotonic() - started) * 1000),
+            ).info("near-duplicate index loaded: {} hashes", len(ids))
+        except Exception:
+            logger.bind(event="near_index", status="failed").exception(
+                "near-duplicate index could not be loaded; new images are compared"
+                " only with those seen since start"
+            )
+        finally:
+            with self._lock:
+                self._removed_while_loading = None
+            self._ready.set()
+
+    def _merge_loaded(self, ids: np.ndarray, hashes: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        hashes = np.asarray(hashes).astype(np.uint64, copy=False)
+        with self._lock:
+            drop = np.fromiter(
+                self._removed_while_loading or (), dtype=np.int64
+            )  # removed meanwhile
+            live = self._ids[: self._n]  # added meanwhile: newer than the snapshot
+            keep = ~np.isin(ids, np.concatenate([drop, live]))
+            ids, hashes = ids[keep], hashes[keep]
+            count = self._n + len(ids)
+            self._grow_to(count)
+            self._ids[self._n : count] = ids
+            self._hashes[self._n : count] = hashes
+            self._n = count
+
+    def join_loader(self, timeout: float | None = None) -> None:
+        """Wait for the background load thread (if any) to end."""
+        if self._loader is not None:
+            self._loader.join(timeout)
+
+
+# A flagged near-duplicate is not a reference others are compared with (as in dedup).
+_ACCEPTED_HASHES = (
+    "SELECT id, phash FROM files NOT INDEXED WHERE phash IS NOT NULL"
+    f" AND status IN {sql_list(FileStatus.ACCEPTED)} AND near_duplicate_of IS NULL"
+)
+_PAIR = np.dtype([("id", np.int64), ("h", np.int64)])
+
+
+def accepted_hashes(chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, hashes) of every accepted image, read from the database in chunks.
+
+    A table scan (`NOT INDEXED`): most rows qualify, so walking the status index
+    would cost a random read per row. Chunks keep Python tuples from piling up.
+    Closes this thread's connection afterwards (it runs on the loader thread).
+    """
+    parts: list[np.ndarray] = []
+    try:
+        cursor = database_proxy.execute_sql(_ACCEPTED_HASHES)
+        while rows := cursor.fetchmany(chunk):
+            parts.append(np.fromiter(rows, dtype=_PAIR, count=len(rows)))
+    finally:
+        if threading.current_thread() is not threading.main_thread():
+            database_proxy.close()
+    pairs = np.concatenate(parts) if parts else np.zeros(0, dtype=_PAIR)
+    hashes = pairs["h"].view(np.uint64)
+    bits = popcount64(hashes)  # flat images match everything: left out (`informative`)
+    keep = (bits >= MIN_INFORMATIVE_BITS) & (bits <= 64 - MIN_INFORMATIVE_BITS)
+    return pairs["id"][keep].copy(), hashes[keep].copy()

@@ -1,61 +1,197 @@
-"""Read-only summaries of the database, shared by the CLI, API, dashboard and metrics."""
+"""Read-only summaries of the database, shared by the CLI, API, dashboard and metrics.
+
+Counts come from the trigger-kept counters (pipeline/stats.py): a few dozen rows,
+whatever the size of the library. The queries left here read only rows that are
+few by nature (errors, files waiting for a batch, batches in flight).
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from peewee import fn
+from pipeline import stats
+from pipeline.models import BatchStatus, FileStatus, database_proxy, iso
 
-from pipeline.models import Batch, BatchStatus, File, FileStatus, iso
-
-
-def file_counts() -> dict[str, int]:
-    """Files by status, every status present (0 when none)."""
-    counts = dict.fromkeys(FileStatus.ALL, 0)
-    query = File.select(File.status, fn.COUNT(File.id).alias("n")).group_by(File.status)
-    for row in query:
-        counts[row.status] = row.n
-    return counts
+GB = 1024**3
+# Folders a file is in, by its status (batches: see `in_flight_bytes`).
+INBOX_STATUSES = FileStatus.IN_INBOX
+TO_SORT = (FileStatus.BATCHED, FileStatus.SYNCED)
+# Dates the owner may want to check: the capture time was guessed from the mtime.
+GUESSED_SOURCE = "mtime"
 
 
-def batch_counts() -> dict[str, int]:
-    counts = dict.fromkeys(BatchStatus.ALL, 0)
-    query = Batch.select(Batch.status, fn.COUNT(Batch.id).alias("n")).group_by(
-        Batch.status
-    )
-    for row in query:
-        counts[row.status] = counts.get(row.status, 0) + row.n
-    return counts
+def counters() -> stats.Snapshot:
+    return stats.snapshot(database_proxy)
 
 
-def near_duplicate_count() -> int:
-    return File.select().where(File.near_duplicate_of.is_null(False)).count()
+def file_counts(snap: stats.Snapshot | None = None) -> dict[str, int]:
+    """Files by status: every known status (0 when none), then any other stored."""
+    snap = snap or counters()
+    return snap.by(stats.FILE_STATUS, tuple(FileStatus.ALL))
+
+
+def batch_counts(snap: stats.Snapshot | None = None) -> dict[str, int]:
+    snap = snap or counters()
+    return snap.by(stats.BATCH_STATUS, tuple(BatchStatus.ALL))
+
+
+def capture_sources(snap: stats.Snapshot | None = None) -> dict[str, int]:
+    """Files by where their capture date came from (exif, …, mtime)."""
+    snap = snap or counters()
+    return snap.by(stats.FILE_SOURCE)
+
+
+def mtime_dated(snap: stats.Snapshot | None = None) -> int:
+    """Files whose capture date is only their mtime: the number to watch."""
+    snap = snap or counters()
+    return snap.n(stats.FILE_SOURCE, GUESSED_SOURCE)
+
+
+def near_duplicate_count(snap: stats.Snapshot | None = None) -> int:
+    snap = snap or counters()
+    return snap.n(stats.FILE_FLAG, stats.NEAR)
+
+
+def hashed_count(snap: stats.Snapshot | None = None) -> int:
+    snap = snap or counters()
+    return snap.n(stats.FILE_FLAG, stats.HASHED)
+
+
+def status_bytes(snap: stats.Snapshot, statuses: tuple[str, ...]) -> int:
+    return sum(snap.bytes(stats.FILE_STATUS, s) for s in statuses)
+
+
+def in_flight_bytes() -> dict[str, int]:
+    """Bytes of files in batch_dir and in sync_dir, from the batches not yet sorted.
+
+    Reads the files of unsorted batches only (index on files(batch, status)): a
+    BATCHED file of a CREATED batch lies in batch_dir; BATCHED or SYNCED files of a
+    batch handed over (SYNCING, SYNCED) lie in sync_dir.
+    """
+    rows = database_proxy.execute_sql(
+        "SELECT b.status, f.status, COALESCE(SUM(f.size), 0) FROM batches b"
+        " JOIN files f ON f.batch = b.id AND f.status IN ('BATCHED', 'SYNCED')"
+        " WHERE b.status IN ('CREATED', 'SYNCING', 'SYNCED')"
+        " GROUP BY b.status, f.status"
+    ).fetchall()
+    out = {"batch_dir": 0, "sync_dir": 0}
+    for batch_status, file_status, size in rows:
+        if batch_status == BatchStatus.CREATED:
+            if file_status == FileStatus.BATCHED:
+                out["batch_dir"] += int(size)
+        else:
+            out["sync_dir"] += int(size)
+    return out
+
+
+def storage_bytes(snap: stats.Snapshot | None = None) -> dict[str, int]:
+    """Bytes of tracked files in each folder, by where their status says they are."""
+    snap = snap or counters()
+    flight = in_flight_bytes()
+    return {
+        "inbox": status_bytes(snap, INBOX_STATUSES),
+        "duplicates_dir": status_bytes(snap, (FileStatus.DUPLICATE,)),
+        "batch_dir": flight["batch_dir"],
+        "sync_dir": flight["sync_dir"],
+        "sorted_dir": status_bytes(snap, (FileStatus.SORTED,)),
+    }
+
+
+def waiting(now: datetime, batch: Any | None = None) -> dict[str, Any]:
+    """Files accepted and waiting for a batch, and when the next batch is due.
+
+    `batch` is the `batch` settings section (max_size_gb, max_age_seconds,
+    auto_create); without it `next_batch_at` and `max_bytes` are None. The next
+    batch comes when the oldest waiting file is `max_age_seconds` old, or sooner
+    once `max_bytes` wait (then `next_batch_at` is now).
+    """
+    count, size, oldest = database_proxy.execute_sql(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(updated_at) FROM files"
+        " WHERE batch IS NULL AND status = 'UNIQUE'"
+    ).fetchone()
+    out: dict[str, Any] = {
+        "files": int(count),
+        "bytes": int(size),
+        "next_batch_at": None,
+        "max_bytes": None,
+    }
+    if batch is None:
+        return out
+    out["max_bytes"] = int(batch.max_size_gb * GB)
+    if not count or not batch.auto_create or oldest is None:
+        return out
+    due = _parse(oldest) + timedelta(seconds=batch.max_age_seconds)
+    if size >= out["max_bytes"]:
+        due = min(due, now)
+    out["next_batch_at"] = iso(due)
+    return out
+
+
+def _parse(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
 
 def recent_errors(limit: int = 10) -> list[dict[str, Any]]:
-    rows = (
-        File.select()
-        .where(File.status == FileStatus.ERROR)
-        .order_by(File.updated_at.desc(), File.id.desc())
-        .limit(limit)
-    )
+    rows = database_proxy.execute_sql(
+        "SELECT id, current_path, error, updated_at FROM files WHERE status = 'ERROR'"
+        " ORDER BY updated_at DESC, id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
     return [
         {
-            "file_id": r.id,
-            "path": r.current_path,
-            "error": r.error,
-            "at": iso(r.updated_at),
+            "file_id": r[0],
+            "path": r[1],
+            "error": r[2],
+            "at": iso(_parse(r[3])) if r[3] else None,
         }
         for r in rows
     ]
 
 
-def summary() -> dict[str, Any]:
-    """Counts for `media-pipeline status` and the dashboard."""
-    files = file_counts()
+def dedup_counts(snap: stats.Snapshot | None = None) -> dict[str, int]:
+    """{seen, hashed, unique, duplicates, near_duplicates, errors} for the dedup status."""
+    snap = snap or counters()
+    by_status = file_counts(snap)
     return {
+        "seen": sum(by_status.values()),
+        "hashed": hashed_count(snap),
+        "unique": sum(by_status.get(s, 0) for s in FileStatus.ACCEPTED),
+        "duplicates": by_status.get(FileStatus.DUPLICATE, 0),
+        "near_duplicates": near_duplicate_count(snap),
+        "errors": by_status.get(FileStatus.ERROR, 0),
+    }
+
+
+def sort_counts(snap: stats.Snapshot | None = None) -> dict[str, int]:
+    """{sorted, pending, errors} for the sort status; errors: the sort's failures.
+
+    The error count reads ERROR rows only (index on status).
+    """
+    snap = snap or counters()
+    errors = database_proxy.execute_sql(
+        "SELECT COUNT(*) FROM files WHERE status = 'ERROR' AND error LIKE 'sort:%'"
+    ).fetchone()[0]
+    return {
+        "sorted": snap.n(stats.FILE_STATUS, FileStatus.SORTED),
+        "pending": sum(snap.n(stats.FILE_STATUS, s) for s in TO_SORT),
+        "errors": int(errors),
+    }
+
+
+def summary(now: datetime | None = None, batch: Any | None = None) -> dict[str, Any]:
+    """Counts for `media-pipeline status` and the dashboard, from one counter read."""
+    snap = counters()
+    files = file_counts(snap)
+    batches = batch_counts(snap)
+    out: dict[str, Any] = {
         "files": {"total": sum(files.values()), "by_status": files},
-        "near_duplicates": near_duplicate_count(),
-        "batches": {"total": Batch.select().count(), "by_status": batch_counts()},
+        "near_duplicates": near_duplicate_count(snap),
+        "capture_sources": capture_sources(snap),
+        "mtime_dated": mtime_dated(snap),
+        "batches": {"total": sum(batches.values()), "by_status": batches},
         "recent_errors": recent_errors(),
     }
+    if now is not None:
+        out["waiting"] = waiting(now, batch)
+    return out

@@ -345,6 +345,14 @@ PATHS: dict[str, Any] = {
                             sync_dir=INT,
                             sorted_dir=INT,
                         ),
+                        waiting=_obj(
+                            files=INT,
+                            bytes=INT,
+                            next_batch_at={"type": ["string", "null"]},
+                            max_bytes={"type": ["integer", "null"]},
+                        ),
+                        capture_sources=COUNTS,
+                        mtime_dated=INT,
                         recent_errors={
                             "type": "array",
                             "items": _obj(file_id=INT, path=STR, error=STR, at=STR),

@@ -51,7 +51,9 @@ def test_add_column_twice_is_a_noop_and_keeps_data(tmp_path: Path) -> None:
 def test_old_database_gets_new_columns(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
     db = dbmod.open_database(path)
-    db.execute_sql("CREATE TABLE tmp AS SELECT id, name, status FROM batches")
+    db.execute_sql(
+        "CREATE TABLE tmp AS SELECT id, name, status, size_bytes FROM batches"
+    )
     db.execute_sql("DROP TABLE batches")
     db.execute_sql("ALTER TABLE tmp RENAME TO batches")
     db.execute_sql("DELETE FROM schema_version WHERE version >= 3")

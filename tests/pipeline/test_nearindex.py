@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+from loguru import logger
 
 from pipeline import nearindex
 from pipeline.hashing import hamming, to_signed64
@@ -254,3 +255,95 @@ def test_concurrent_adds_and_lookups() -> None:
         t.join()
     assert errors == []
     assert len(index) == 2000
+
+
+# background load --------------------------------------------------------------------
+
+
+def _arrays(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.array([i for i, _ in pairs], dtype=np.int64)
+    hashes = np.array([h & MASK64 for _, h in pairs], dtype=np.uint64)
+    return ids, hashes
+
+
+def test_lookups_wait_for_the_background_load() -> None:
+    release = threading.Event()
+    index = NearIndex()
+
+    def loader() -> tuple[np.ndarray, np.ndarray]:
+        release.wait(10)
+        return _arrays([(1, 0b1111), (2, -1)])
+
+    index.load_in_background(loader)
+    assert not index.ready
+    found: list[object] = []
+    asker = threading.Thread(target=lambda: found.append(index.nearest(0b1110, 2)))
+    asker.start()
+    asker.join(0.2)
+    assert asker.is_alive() and not found  # still waiting: no answer from half an index
+    release.set()
+    asker.join(10)
+    assert found == [(1, 1)]
+    assert index.wait_ready(1) and index.ready
+    assert index.nearest(MASK64, 0) == (2, 0)
+    index.join_loader(1)
+
+
+def test_adds_and_removes_during_the_load_win_over_its_snapshot() -> None:
+    release = threading.Event()
+    index = NearIndex()
+    index.load_in_background(
+        lambda: (release.wait(10), _arrays([(1, 0), (2, 0), (3, 0)]))[1]
+    )
+    index.add(2, 0xFF)  # re-hashed while loading: the new hash stays
+    index.remove(3)  # changed while loading: the stale row must not come back
+    index.add(4, 0xF0)
+    release.set()
+    assert index.wait_ready(10)
+    assert len(index) == 3
+    assert index.within(0, 64) == [(1, 0), (4, 4), (2, 8)]
+
+
+def test_a_failing_load_leaves_lookups_working() -> None:
+    index = NearIndex()
+
+    def loader() -> tuple[np.ndarray, np.ndarray]:
+        raise OSError("disk I/O error")
+
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(str(m)), level="ERROR")
+    try:
+        index.load_in_background(loader)
+        assert index.wait_ready(10)
+        index.join_loader(10)
+    finally:
+        logger.remove(sink)
+    assert index.nearest(0, 64) is None
+    assert any("could not be loaded" in m for m in messages)
+
+
+def test_accepted_hashes_reads_informative_accepted_references_only(
+    ctx: object,
+) -> None:
+    from pipeline.models import File
+    from pipeline.nearindex import accepted_hashes
+
+    signed = -0x0F0F0F0F0F0F0F10  # stored signed: the same 64 bits
+    rows = [
+        ("UNIQUE", signed, None),
+        ("SORTED", 0xFFFF, None),
+        ("BATCHED", 0xFF00FF, None),
+        ("SORTED", 0xFFFF, 1),  # flagged near-duplicate: not a reference
+        ("SORTED", 1 << 63 - 1, None),  # a flat image: matches everything
+        ("DUPLICATE", 0xFFFF, None),
+        ("NEW", 0xFFFF, None),
+        ("SORTED", None, None),
+    ]
+    for n, (state, h, near) in enumerate(rows):
+        File.create(
+            original_path=f"/{n}", rel_path=str(n), current_path=f"/{n}",
+            status=state, phash=h, near_duplicate_of=near,
+        )  # fmt: skip
+    ids, hashes = accepted_hashes(chunk=2)
+    assert ids.tolist() == [1, 2, 3]
+    assert hashes.tolist() == [signed & MASK64, 0xFFFF, 0xFF00FF]

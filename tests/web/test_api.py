@@ -282,6 +282,8 @@ def test_metrics(api: Any) -> None:
     text = client.get("/metrics").text
     assert 'media_pipeline_files{status="UNIQUE"} 0.0' in text
     assert "media_pipeline_storage_bytes" in text and "media_pipeline_info" in text
+    assert "media_pipeline_mtime_dated_files 0.0" in text
+    assert 'media_pipeline_file_bytes{status="SORTED"} 0.0' in text
 
 
 def test_every_route_is_in_the_openapi_document(api: Any) -> None:

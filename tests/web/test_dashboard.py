@@ -173,7 +173,18 @@ def test_api_dashboard_has_the_spec_keys_and_counts_the_rows(
         "storage",
         "recent_errors",
         "files_per_hour",
+        "waiting",
+        "capture_sources",
+        "mtime_dated",
     }
+    # auto_create is off in the test config: no batch is due by itself.
+    assert data["waiting"] == {
+        "files": 3,
+        "bytes": 500,
+        "next_batch_at": None,
+        "max_bytes": 10 * 1024**3,
+    }
+    assert (data["capture_sources"], data["mtime_dated"]) == ({}, 0)
     assert data["files"] == {
         "total": 12,
         "by_status": {

@@ -17,7 +17,8 @@ WEB = Path(__file__).resolve().parents[1]
 
 
 async def data(request: Request) -> JSONResponse:
-    return ok(await threaded(dashboard, state(request).ctx.clock()))
+    ctx = state(request).ctx
+    return ok(await threaded(dashboard, ctx.clock(), ctx.settings.batch))
 
 
 async def page(request: Request) -> HTMLResponse:

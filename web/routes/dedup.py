@@ -9,27 +9,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from pipeline import jobs
-from pipeline.models import File, FileStatus, Job
+from pipeline.models import Job
 from pipeline.scan import scan_inbox
-from pipeline.status import file_counts, near_duplicate_count
+from pipeline.status import dedup_counts
 from web.errors import ok
 from web.routes.common import Body, body, state, threaded
 
 
 class DedupStart(Body):
     pass
-
-
-def dedup_counts() -> dict[str, int]:
-    by_status = file_counts()
-    return {
-        "seen": sum(by_status.values()),
-        "hashed": File.select().where(File.sha256.is_null(False)).count(),
-        "unique": sum(by_status[s] for s in FileStatus.ACCEPTED),
-        "duplicates": by_status[FileStatus.DUPLICATE],
-        "near_duplicates": near_duplicate_count(),
-        "errors": by_status[FileStatus.ERROR],
-    }
 
 
 async def start(request: Request) -> JSONResponse:

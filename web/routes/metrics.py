@@ -1,4 +1,4 @@
-"""GET /metrics: Prometheus text format, computed from the database at scrape time."""
+"""GET /metrics: Prometheus text format, from the database's counters at scrape time."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from pipeline import status
-from pipeline.dashboard import storage_bytes
+from pipeline import stats, status
 from web.routes.common import state, threaded
 from web.state import AppState
 
@@ -34,31 +33,55 @@ class PipelineCollector(Collector):
             "Seconds since start",
             time.monotonic() - self.app.started,
         )
-        files = GaugeMetricFamily(
-            "media_pipeline_files", "Files by status", labels=["status"]
+        # One read of the trigger-kept counters: a scrape costs the same at any size.
+        snap = status.counters()
+        yield _labelled(
+            "media_pipeline_files",
+            "Files by status",
+            "status",
+            status.file_counts(snap),
         )
-        for name, count in status.file_counts().items():
-            files.add_metric([name], count)
-        yield files
-        batches = GaugeMetricFamily(
-            "media_pipeline_batches", "Batches by status", labels=["status"]
+        yield _labelled(
+            "media_pipeline_file_bytes",
+            "Bytes of files by status",
+            "status",
+            {s: snap.bytes(stats.FILE_STATUS, s) for s in status.file_counts(snap)},
         )
-        for name, count in status.batch_counts().items():
-            batches.add_metric([name], count)
-        yield batches
+        yield _labelled(
+            "media_pipeline_batches",
+            "Batches by status",
+            "status",
+            status.batch_counts(snap),
+        )
         yield _gauge(
             "media_pipeline_near_duplicates",
             "Images flagged as near-duplicates",
-            status.near_duplicate_count(),
+            status.near_duplicate_count(snap),
         )
-        storage = GaugeMetricFamily(
+        yield _labelled(
+            "media_pipeline_capture_source_files",
+            "Files by where their capture date came from",
+            "source",
+            status.capture_sources(snap),
+        )
+        yield _gauge(
+            "media_pipeline_mtime_dated_files",
+            "Files dated only by their modification time (worth checking)",
+            status.mtime_dated(snap),
+        )
+        yield _labelled(
             "media_pipeline_storage_bytes",
             "Bytes of tracked files by folder",
-            labels=["folder"],
+            "folder",
+            status.storage_bytes(snap),
         )
-        for folder, size in storage_bytes().items():
-            storage.add_metric([folder], size)
-        yield storage
+        wait = status.waiting(self.app.ctx.clock(), self.app.ctx.settings.batch)
+        yield _gauge(
+            "media_pipeline_waiting_files", "Files waiting for a batch", wait["files"]
+        )
+        yield _gauge(
+            "media_pipeline_waiting_bytes", "Bytes waiting for a batch", wait["bytes"]
+        )
         up = GaugeMetricFamily(
             "media_pipeline_component_up",
             "1 when a component is healthy",
@@ -67,6 +90,15 @@ class PipelineCollector(Collector):
         for name, value in self.app.components().items():
             up.add_metric([name], 1.0 if value in ("ok", "inotify", "polling") else 0.0)
         yield up
+
+
+def _labelled(
+    name: str, text: str, label: str, values: dict[str, int]
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, text, labels=[label])
+    for key, value in values.items():
+        family.add_metric([key], value)
+    return family
 
 
 def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from pipeline import jobs, sort
 from pipeline.models import Batch, Job
+from pipeline.status import sort_counts
 from web.errors import ApiError, ok
 from web.routes.common import Body, body, state, threaded
 
@@ -43,7 +44,7 @@ async def status(request: Request) -> JSONResponse:
         job = jobs.latest("sort")
         return {
             "job": jobs.job_dict(job) if job else None,
-            "counts": sort.sort_counts(),
+            "counts": sort_counts(),
         }
 
     return ok(await threaded(read))
