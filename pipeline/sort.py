@@ -21,6 +21,7 @@ from loguru import logger
 
 from pipeline.context import Context
 from pipeline.dates import CaptureDate, capture_date, capture_info
+from pipeline.dates.sidecars import takeout_names
 from pipeline.fsops import MoveRequest, candidate_names, sha256_of, split_suffix
 from pipeline.jobs import JobHandle
 from pipeline.media import is_sidecar, media_kind, sidecar_stem
@@ -155,6 +156,7 @@ def _align_companions(plans: list[Plan]) -> None:
     keys = [_key(p.path, _stem(p.path)) for p in plans]
     photos = {k: p for k, p in zip(keys, plans, strict=True) if p.kind == "photos"}
     videos = {k: p for k, p in zip(keys, plans, strict=True) if p.kind == "videos"}
+    orphans = []
     for key, plan in zip(keys, plans, strict=True):
         path = plan.path
         if plan.kind == "other" and is_sidecar(path):
@@ -162,11 +164,28 @@ def _align_companions(plans: list[Plan]) -> None:
             owner = photos.get(key, videos.get(key))
             if owner is not None:
                 _follow(plan, owner)
+            else:
+                orphans.append(plan)
         elif plan.kind == "videos":
             photo = photos.get(key)
             if photo is not None:
                 plan.when, plan.source = photo.when, f"{plan.source}+live-photo"
                 plan.camera = plan.camera or photo.camera
+    if orphans:
+        _align_takeout(orphans, [*photos.values(), *videos.values()])
+
+
+def _align_takeout(orphans: list[Plan], media: list[Plan]) -> None:
+    """Takeout JSONs whose names were cut to 51 characters follow their file."""
+    owners: dict[tuple[str, str], Plan] = {}
+    for plan in media:
+        folder, name = os.path.split(plan.path)
+        for json_name in takeout_names(name):
+            owners.setdefault((folder, json_name), plan)
+    for plan in orphans:
+        owner = owners.get(os.path.split(plan.path))
+        if owner is not None:
+            _follow(plan, owner)
 
 
 def _follow(plan: Plan, owner: Plan) -> None:

@@ -31,8 +31,8 @@ from mediafixtures import (
     set_mtime,
 )
 
-from pipeline import dates
 from pipeline.dates import CaptureDate, camera_model, capture_date, capture_info
+from pipeline.dates import exif as dates_exif
 
 NEW_YORK = ZoneInfo("America/New_York")
 NOW = datetime(2024, 6, 1, 12, 0, 0)
@@ -200,7 +200,7 @@ def test_exifread_fallback_when_fast_path_fails(
     def broken(reader: object, kind: str) -> dict[str, str]:
         raise ValueError("simulated parser failure")
 
-    monkeypatch.setattr(dates, "_fast_exif_tags", broken)
+    monkeypatch.setattr(dates_exif, "_fast_exif_tags", broken)
     assert date_of(path) == expected
 
 
