@@ -19,18 +19,18 @@ from datetime import tzinfo
 from pipeline.dates.reader import read_small
 from pipeline.dates.values import CaptureDate, StrPath, from_epoch
 from pipeline.dates.xmp import MAX_XMP, packet_dates
+from pipeline.media import is_sidecar
 
 _MAX_JSON = 256 * 1024
 _TAKEOUT_NAME_MAX = 51  # Takeout cuts longer JSON names to this many characters
 _TAKEOUT_TAG = ".supplemental-metadata"
-_SIDECAR_SUFFIXES = frozenset({".xmp", ".json", ".aae"})
 
 
 def sidecar_dates(path: StrPath, tz: tzinfo | None) -> Iterator[CaptureDate]:
     """Candidate dates from the sidecars of `path`, best first (XMP, Takeout)."""
     folder, name = os.path.split(os.fspath(path))
-    stem, ext = os.path.splitext(name)
-    if not stem or ext.lower() in _SIDECAR_SUFFIXES:
+    stem = os.path.splitext(name)[0]
+    if not stem or is_sidecar(name):
         return
     for candidate in _xmp_names(stem, name):
         data = read_small(os.path.join(folder, candidate), MAX_XMP)
