@@ -1,4 +1,4 @@
-"""The `media-pipeline` command: run, check-config, status, trigger, --version."""
+"""The `media-pipeline` command: run, check-config, status, trigger, adopt, verify."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from daemon import config as cfg
+from daemon import library_cli
 from pipeline import __version__
 
 TRIGGERS = {
@@ -47,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
             )
         if name == "trigger":
             cmd.add_argument("what", choices=sorted(TRIGGERS))
+    library_cli.add_parsers(sub, config_help)
     return p
 
 
@@ -182,11 +184,21 @@ def _json_or_text(response: httpx.Response) -> Any:
         return {"status": "error", "message": response.text[:500]}
 
 
+def cmd_adopt(args: argparse.Namespace) -> int:
+    return library_cli.cmd_adopt(args, load_or_exit(args.config).settings)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    return library_cli.cmd_verify(args, load_or_exit(args.config).settings)
+
+
 COMMANDS = {
     "run": cmd_run,
     "check-config": cmd_check_config,
     "status": cmd_status,
     "trigger": cmd_trigger,
+    "adopt": cmd_adopt,
+    "verify": cmd_verify,
 }
 
 

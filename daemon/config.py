@@ -155,6 +155,11 @@ class IntakeSettings(Section):
     media_only: bool = True
 
 
+class LibrarySettings(Section):
+    verify_interval_days: float = Field(30, ge=0)
+    verify_rate_mb_per_s: float = Field(50, ge=0)
+
+
 class AuthSettings(Section):
     enabled: bool = False
     api_key: str = ""
@@ -193,6 +198,7 @@ class Settings(Section):
     sort: SortSettings = Field(default_factory=SortSettings)
     cleanup: CleanupSettings = Field(default_factory=CleanupSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
+    library: LibrarySettings = Field(default_factory=LibrarySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     dbui: DbuiSettings = Field(default_factory=DbuiSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

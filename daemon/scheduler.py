@@ -15,12 +15,15 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from loguru import logger
 
-from pipeline import batch, cleanup, sort, sync
+from pipeline import batch, cleanup, sort, sync, verify
 from pipeline.context import Context
 from pipeline.jobs import Jobs
 from pipeline.syncthing import SyncthingError
 
 SORT_INTERVAL = 10.0
+VERIFY_CHECK_INTERVAL = (
+    3600.0  # how often the library.verify_interval_days clock is read
+)
 
 
 class Scheduler:
@@ -99,6 +102,7 @@ class Scheduler:
         if s.sort.auto:
             jobs.append(("sort", self.sort_tick, SORT_INTERVAL))
         jobs.append(("cleanup", self.cleanup_tick, s.cleanup.interval_seconds))
+        jobs.append(("verify", self.verify_tick, VERIFY_CHECK_INTERVAL))
         return jobs
 
     def batch_tick(self) -> None:
@@ -142,6 +146,26 @@ class Scheduler:
 
     def cleanup_tick(self) -> None:
         cleanup.run_cleanup(self.ctx)
+
+    def verify_tick(self) -> None:
+        """Start `verify --hash` at the bounded rate when library.verify_interval_days is due."""
+        lib = self.ctx.settings.library
+        if verify.due(self.ctx.clock(), lib.verify_interval_days):
+            self.jobs.start(
+                "verify",
+                lambda h: verify.verify_job(
+                    self.ctx,
+                    h,
+                    hash_all=True,
+                    scheduled=True,
+                    rate_mb_per_s=lib.verify_rate_mb_per_s,
+                ),
+                {
+                    "hash": True,
+                    "scheduled": True,
+                    "rate_mb_per_s": lib.verify_rate_mb_per_s,
+                },
+            )
 
     def now(self, name: str) -> None:
         """Run a periodic job as soon as possible (it never runs twice at once)."""

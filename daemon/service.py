@@ -27,7 +27,7 @@ from daemon.configport import FileConfigPort
 from daemon.notify import Notifier, WatchdogThread
 from daemon.scheduler import Scheduler
 from daemon.watcher import InboxWatcher
-from pipeline import __version__, fsops, stats, status
+from pipeline import __version__, adopt, fsops, stats, status
 from pipeline.batch import resume_building
 from pipeline.context import Context, Roots
 from pipeline.db import Writer, open_database
@@ -111,6 +111,7 @@ class Service:
         self.runner.start()
         self._resume_inbox_rows()
         resume_building(ctx)  # batches a crash left half-built are finished first
+        self._resume_adoption(ctx)
         if s.watcher.enabled:
             self.watcher = self._make_watcher()
             self.watcher.start()
@@ -125,6 +126,18 @@ class Service:
         # in the middle of a sort) whenever enough new objects have survived.
         gc.freeze()
         return ctx
+
+    def _resume_adoption(self, ctx: Context) -> None:
+        """An adoption a stop or crash interrupted goes on (recorded files are kept)."""
+        assert self.jobs is not None
+        paths = adopt.interrupted()
+        if paths:
+            logger.bind(event="adopt").info("resuming the adoption of {}", paths)
+            self.jobs.start(
+                "adopt",
+                lambda h: adopt.adopt_job(ctx, h, paths),
+                {"paths": paths, "resumed": True},
+            )
 
     def _near_index(self) -> NearIndex:
         # Filled on a thread: a million hashes must not delay READY. Intake waits

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pipeline import status
+from pipeline import status, verify
 from pipeline.models import FileStatus, database_proxy, sql_time
 
 
@@ -59,4 +59,5 @@ def dashboard(now: datetime, batch: Any | None = None) -> dict[str, Any]:
         "mtime_dated": status.mtime_dated(snap),
         "recent_errors": status.recent_errors(),
         "files_per_hour": files_per_hour(now),
+        "last_verify": verify.last_run(),
     }

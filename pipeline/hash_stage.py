@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from loguru import logger
 
 from pipeline.context import Context
-from pipeline.hashing import FileChanged, is_image, phash, sha256_file
+from pipeline.hashing import Digest, FileChanged, is_image, phash, sha256_file
 from pipeline.intake import EMPTY, Item
 from pipeline.models import File, FileStatus, database_proxy, sql_time, utcnow
+
+
+def hash_file(ctx: Context, path: Path) -> tuple[Digest, int | None]:
+    """SHA-256 and (for an image) pHash of `path`, holding one of ctx.fs_slots.
+
+    Raises like `sha256_file`; the pHash is None for a non-image, an empty file or an
+    image that cannot be decoded. Adoption hashes through here too.
+    """
+    with ctx.fs_slots:
+        digest = sha256_file(path)
+        image_hash = phash(path) if is_image(path) and digest.size else None
+    return digest, image_hash
 
 
 def hash_item(ctx: Context, item: Item) -> Item | None:
@@ -23,11 +36,7 @@ def hash_item(ctx: Context, item: Item) -> Item | None:
         return item
     log = logger.bind(event="hash", file_id=item.file_id)
     try:
-        with ctx.fs_slots:
-            digest = sha256_file(item.path)
-            image_hash = (
-                phash(item.path) if is_image(item.path) and digest.size else None
-            )
+        digest, image_hash = hash_file(ctx, item.path)
     except (FileChanged, FileNotFoundError) as exc:
         log.info("{} changed or vanished while hashed; will retry: {}", item.path, exc)
         ctx.writer.call(lambda: _forget_if_gone(item))

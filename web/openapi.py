@@ -122,6 +122,18 @@ SCHEMAS: dict[str, Any] = {
         last_error=STR,
         manifest={"type": "object"},
     ),
+    "VerifySummary": _obj(
+        finished_at=STR,
+        hashed=BOOL,
+        checked=INT,
+        found_missing=INT,
+        found_corrupt=INT,
+        moved=INT,
+        restored=INT,
+        missing_now=INT,
+        corrupt_now=INT,
+        ok=BOOL,
+    ),
 }
 
 COUNTS = {"type": "object", "additionalProperties": INT}
@@ -133,7 +145,13 @@ PATHS: dict[str, Any] = {
             "security": [],
             "responses": {
                 "200": _response(
-                    "healthy", _obj(version=STR, uptime_seconds=NUM, components=COUNTS)
+                    "healthy",
+                    _obj(
+                        version=STR,
+                        uptime_seconds=NUM,
+                        components=COUNTS,
+                        last_verify=_ref("VerifySummary"),
+                    ),
                 ),
                 "503": _response(
                     "the database is unusable", _obj(components={"type": "object"})
@@ -361,6 +379,7 @@ PATHS: dict[str, Any] = {
                             "type": "array",
                             "items": _obj(hour=STR, count=INT),
                         },
+                        last_verify=_ref("VerifySummary"),
                     ),
                 ),
                 **COMMON,
@@ -424,6 +443,65 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": {"description": "text format", "content": {"text/plain": {}}},
                 "401": COMMON["401"],
+            },
+        }
+    },
+    "/api/library/adopt": {
+        "post": {
+            "summary": "Start a job recording a folder in place (default sorted_dir)",
+            "description": "Every regular file is hashed and recorded as SORTED "
+            "(source adopted; identical copies DUPLICATE, left in place); nothing is "
+            "moved or written. A folder outside every configured one becomes a "
+            "read-only reference root; one inside another configured folder, a "
+            "system folder or a path through a symlink is refused (400).",
+            "requestBody": _body({"path": STR}),
+            "responses": {
+                "202": _response(
+                    "the job (the running one if already running)", _job_answer()
+                ),
+                **COMMON,
+            },
+        }
+    },
+    "/api/library/verify": {
+        "post": {
+            "summary": "Start a job checking every SORTED/adopted file",
+            "description": "Size and mtime, or with hash the SHA-256. The job's "
+            "result lists MISSING and CORRUPT files with their last-known hash, "
+            "batch, manifest and (Syncthing enabled) whether a remote holds them.",
+            "requestBody": _body({"hash": BOOL}),
+            "responses": {
+                "202": _response(
+                    "the job (the running one if already running)", _job_answer()
+                ),
+                **COMMON,
+            },
+        }
+    },
+    "/api/library/status": {
+        "get": {
+            "summary": "Latest adopt and verify jobs, the last verify, adopted roots",
+            "responses": {
+                "200": _response(
+                    "status",
+                    _obj(
+                        adopt=_ref("Job"),
+                        verify=_ref("Job"),
+                        last_verify=_ref("VerifySummary"),
+                        roots={
+                            "type": "array",
+                            "items": _obj(
+                                path=STR,
+                                kind={"enum": ["library", "reference"]},
+                                state={"enum": ["ADOPTING", "ADOPTED"]},
+                                files=INT,
+                                duplicates=INT,
+                                adopted_at=STR,
+                            ),
+                        },
+                    ),
+                ),
+                **COMMON,
             },
         }
     },

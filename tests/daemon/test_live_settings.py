@@ -21,6 +21,7 @@ from daemon import config as cfg
 from daemon.scheduler import SORT_INTERVAL
 from pipeline import batch as batches
 from pipeline import sort
+from pipeline.adopt import adopt_job
 from pipeline.cleanup import run_cleanup
 from pipeline.models import Batch, BatchStatus, File, FileStatus, Job, JobStatus
 from tests.conftest import wait_until
@@ -47,6 +48,8 @@ LIVE_CHECKS = {
     "cleanup.job_retention_days": "test_cleanup_keys",
     "cleanup.min_folder_age_seconds": "test_cleanup_keys",
     "intake.media_only": "test_media_only_off_takes_the_skipped_files",
+    "library.verify_interval_days": "test_library_verify_keys",
+    "library.verify_rate_mb_per_s": "test_library_verify_keys",
     "auth.enabled": "test_auth_keys",
     "auth.api_key": "test_auth_keys",
 }
@@ -283,3 +286,19 @@ def test_auth_keys(service: Any) -> None:
         assert client.get("/api/files", headers={"X-API-Key": KEY}).status_code == 401
         ok = client.get("/api/files", headers={"X-API-Key": KEY + "2"})
         assert ok.status_code == 200
+
+
+def test_library_verify_keys(service: Any) -> None:
+    svc = service(library={"verify_interval_days": 0})
+    make_jpeg(svc.ctx.roots.sorted_dir / "p.jpg", seed=1)
+    job = svc.jobs.run_inline("adopt", lambda h: adopt_job(svc.ctx, h, []))
+    assert job.status == JobStatus.DONE
+    svc.ctx.clock = lambda: datetime.now(UTC).replace(tzinfo=None) + timedelta(days=2)
+    svc.scheduler.verify_tick()  # 0 = off
+    assert not Job.select().where(Job.kind == "verify").exists()
+    put(svc, {"library": {"verify_interval_days": 1, "verify_rate_mb_per_s": 7}})
+    svc.scheduler.verify_tick()
+    job = wait_until(
+        lambda: Job.get_or_none(Job.kind == "verify", Job.status == JobStatus.DONE)
+    )
+    assert json.loads(job.params)["rate_mb_per_s"] == 7

@@ -54,7 +54,8 @@ def test_health(api: Any) -> None:
     body = client.get("/health").json()
     assert body["status"] == "ok"
     data = body["data"]
-    assert set(data) == {"version", "uptime_seconds", "components"}
+    assert set(data) == {"version", "uptime_seconds", "components", "last_verify"}
+    assert data["last_verify"] is None  # never verified
     assert set(data["components"]) == {"database", "watcher", "scheduler", "syncthing"}
     assert data["components"]["database"] == "ok"
     assert data["components"]["syncthing"] == "disabled"

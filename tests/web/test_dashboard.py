@@ -176,7 +176,9 @@ def test_api_dashboard_has_the_spec_keys_and_counts_the_rows(
         "waiting",
         "capture_sources",
         "mtime_dated",
+        "last_verify",
     }
+    assert data["last_verify"] is None  # never verified
     # auto_create is off in the test config: no batch is due by itself.
     assert data["waiting"] == {
         "files": 3,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from pipeline import verify
 from pipeline.models import File
 from web.errors import ok
 from web.state import AppState
@@ -22,6 +24,14 @@ def database_state() -> str:
         return "error"
 
 
+def last_verify() -> dict[str, Any] | None:
+    """The last library verify and what it found; None if never run or unreadable."""
+    try:
+        return verify.last_run()
+    except Exception:
+        return None
+
+
 async def health(request: Request) -> JSONResponse:
     state: AppState = request.app.state.media
     components = dict(state.components())
@@ -30,6 +40,7 @@ async def health(request: Request) -> JSONResponse:
         "version": state.version,
         "uptime_seconds": round(time.monotonic() - state.started, 1),
         "components": components,
+        "last_verify": await run_in_threadpool(last_verify),
     }
     response = ok(data, 503 if components["database"] != "ok" else 200)
     return response

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from pipeline import stats, status
+from pipeline import stats, status, verify
 from web.routes.common import state, threaded
 from web.state import AppState
 
@@ -82,6 +83,7 @@ class PipelineCollector(Collector):
         yield _gauge(
             "media_pipeline_waiting_bytes", "Bytes waiting for a batch", wait["bytes"]
         )
+        yield from _verify_metrics()
         up = GaugeMetricFamily(
             "media_pipeline_component_up",
             "1 when a component is healthy",
@@ -99,6 +101,44 @@ def _labelled(
     for key, value in values.items():
         family.add_metric([key], value)
     return family
+
+
+def _verify_metrics() -> Iterator[Any]:
+    """The last library verify: when, how many files, what it found."""
+    last = verify.last_run()
+    if last is None:
+        return
+    finished = datetime.fromisoformat(last["finished_at"].replace("Z", "+00:00"))
+    yield _gauge(
+        "media_pipeline_verify_last_finished_timestamp_seconds",
+        "When the last library verify finished (Unix time)",
+        finished.timestamp(),
+    )
+    yield _gauge(
+        "media_pipeline_verify_last_checked_files",
+        "Files the last library verify checked",
+        last["checked"],
+    )
+    yield _gauge(
+        "media_pipeline_verify_last_hashed",
+        "1 when the last library verify recomputed every SHA-256",
+        1.0 if last["hashed"] else 0.0,
+    )
+    found = GaugeMetricFamily(
+        "media_pipeline_verify_last_found",
+        "What the last library verify found",
+        labels=["kind"],
+    )
+    for kind in ("missing", "corrupt"):
+        found.add_metric([kind], last[f"found_{kind}"])
+    for kind in ("moved", "restored"):
+        found.add_metric([kind], last[kind])
+    yield found
+    yield _gauge(
+        "media_pipeline_library_problem_files",
+        "Library files MISSING or CORRUPT now (listed by the last verify)",
+        last["missing_now"] + last["corrupt_now"],
+    )
 
 
 def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:

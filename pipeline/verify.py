@@ -1,0 +1,529 @@
+"""Verify: every sorted or adopted file is still present at `current_path` and unchanged.
+
+Size and mtime are compared with what was recorded; with `hash_all` the SHA-256 is
+recomputed (at a bounded rate when scheduled). A file that is gone becomes `MISSING`
+unless the same content turns up elsewhere in the library (sorted_dir and every
+adopted root), in which case its row follows it. Changed content becomes `CORRUPT`.
+Nothing is ever deleted, moved or overwritten here: findings are listed with the
+last-known hash, the batch and its manifest, and (Syncthing enabled) whether
+Syncthing's global copy of the batch file is still held by a remote device. A
+`MISSING` or `CORRUPT` file found intact again goes back to `SORTED`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from peewee import fn
+
+from pipeline.batch import read_manifest
+from pipeline.context import Context
+from pipeline.hashing import FileChanged, sha256_file
+from pipeline.intake import walk_inbox
+from pipeline.jobs import JobHandle
+from pipeline.models import (
+    Batch,
+    File,
+    FileStatus,
+    LibraryRoot,
+    VerifyRun,
+    database_proxy,
+    iso,
+    sql_list,
+    sql_time,
+    utcnow,
+)
+from pipeline.states import check_file_transition
+
+MISSING = FileStatus.MISSING
+CORRUPT = FileStatus.CORRUPT
+CHECKED = (FileStatus.SORTED, MISSING, CORRUPT)
+PAGE = 1000
+LISTED = 1000  # findings listed in a job's result (all are in the database)
+MB = 1024 * 1024
+
+
+class Throttle:
+    """Bounds the average read rate of every thread together (bytes per second)."""
+
+    def __init__(self, bytes_per_second: float) -> None:
+        self.rate = bytes_per_second
+        self._next = time.monotonic()
+        self._lock = threading.Lock()
+
+    def consume(self, nbytes: int) -> None:
+        """Wait until `nbytes` more may be read without exceeding the rate."""
+        if self.rate <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + nbytes / self.rate
+        if start > now:
+            time.sleep(start - now)
+
+
+@dataclass(slots=True)
+class Row:
+    id: int
+    path: str
+    size: int | None
+    mtime_ns: int | None
+    sha256: str | None
+    status: str
+
+
+@dataclass(slots=True)
+class Check:
+    """What one file's check found: ok, touched, missing, corrupt, busy."""
+
+    row: Row
+    outcome: str
+    sha256: str | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+    bytes_read: int = 0
+
+
+@dataclass
+class Tally:
+    checked: int = 0
+    missing: int = 0
+    corrupt: int = 0
+    moved: list[dict[str, Any]] = field(default_factory=list)
+    restored: int = 0
+    busy: int = 0
+    bytes_read: int = 0
+
+
+# ------------------------------------------------------------------ one file
+
+
+def _hash(ctx: Context, path: str, size: int, throttle: Throttle) -> tuple[str, int]:
+    throttle.consume(size)
+    with ctx.fs_slots:
+        digest = sha256_file(Path(path))
+    return digest.sha256, digest.size
+
+
+def check_file(ctx: Context, row: Row, hash_all: bool, throttle: Throttle) -> Check:
+    """Compare one file with its row; hashes when asked, or when only mtime moved."""
+    try:
+        st = os.lstat(row.path)
+    except OSError:
+        return Check(row, "missing")
+    if not stat.S_ISREG(st.st_mode):
+        return Check(row, "missing")  # replaced by a symlink, folder or FIFO
+    same_size = st.st_size == row.size
+    same_mtime = st.st_mtime_ns == row.mtime_ns
+    must_hash = hash_all or row.status == CORRUPT or (same_size and not same_mtime)
+    if same_size and same_mtime and not must_hash:
+        return Check(row, "ok", size=st.st_size, mtime_ns=st.st_mtime_ns)
+    if not same_size and not hash_all:
+        return Check(row, "corrupt", size=st.st_size, mtime_ns=st.st_mtime_ns)
+    try:
+        sha, size = _hash(ctx, row.path, st.st_size, throttle)
+    except FileChanged:
+        return Check(row, "busy")  # being written right now: next run
+    except (OSError, ValueError) as exc:
+        logger.bind(event="verify", file_id=row.id).warning(
+            "cannot read {}: {}", row.path, exc
+        )
+        return Check(row, "busy")
+    outcome = "ok" if sha == row.sha256 else "corrupt"
+    if outcome == "ok" and not same_mtime:
+        outcome = "touched"
+    return Check(row, outcome, sha, size, st.st_mtime_ns, size)
+
+
+# --------------------------------------------------------------- the database
+
+
+def _pages(after: int = 0) -> Iterator[list[Row]]:
+    con = database_proxy.connection()
+    while True:
+        rows = [
+            Row(*r)
+            for r in con.execute(
+                "SELECT id, current_path, size, mtime_ns, sha256, status FROM files"
+                f" WHERE id > ? AND status IN {sql_list(CHECKED)} ORDER BY id LIMIT ?",
+                (after, PAGE),
+            )
+        ]
+        if not rows:
+            return
+        yield rows
+        after = rows[-1].id
+
+
+def _transition(old: str, new: str) -> None:
+    check_file_transition(old, new)
+
+
+def _apply(checks: list[Check], tally: Tally) -> None:
+    """On the writer thread: record corrupt, restored and touched files."""
+    con = database_proxy.connection()
+    now = sql_time(utcnow())
+    for c in checks:
+        row = c.row
+        if c.outcome == "corrupt" and row.status != CORRUPT:
+            _transition(row.status, CORRUPT)
+            found = f"sha256 now {c.sha256}" if c.sha256 else "not hashed"
+            con.execute(
+                "UPDATE files SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+                (
+                    CORRUPT,
+                    f"verify: content changed ({found}, size {c.size}, was "
+                    f"{row.size}); the last-known SHA-256 is kept",
+                    now,
+                    row.id,
+                ),
+            )
+            tally.corrupt += 1
+        elif c.outcome in ("ok", "touched") and row.status != FileStatus.SORTED:
+            _transition(row.status, FileStatus.SORTED)
+            con.execute(
+                "UPDATE files SET status = 'SORTED', error = NULL, mtime_ns = ?,"
+                " updated_at = ? WHERE id = ?",
+                (c.mtime_ns, now, row.id),
+            )
+            tally.restored += 1
+        elif c.outcome == "touched":
+            con.execute(
+                "UPDATE files SET mtime_ns = ?, updated_at = ? WHERE id = ?",
+                (c.mtime_ns, now, row.id),
+            )
+
+
+def _mark_missing(rows: list[Row], tally: Tally) -> None:
+    now = sql_time(utcnow())
+    con = database_proxy.connection()
+    for row in rows:
+        if row.status == MISSING:
+            continue
+        _transition(row.status, MISSING)
+        con.execute(
+            "UPDATE files SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+            (MISSING, f"verify: not found at {row.path}", now, row.id),
+        )
+        tally.missing += 1
+
+
+def _moved(row: Row, path: str, mtime_ns: int) -> None:
+    if row.status != FileStatus.SORTED:
+        _transition(row.status, FileStatus.SORTED)
+    File.update(
+        current_path=path,
+        target_path=path,
+        mtime_ns=mtime_ns,
+        status=FileStatus.SORTED,
+        error=None,
+        updated_at=utcnow(),
+    ).where(File.id == row.id).execute()
+
+
+# ------------------------------------------------------- files moved in the library
+
+
+def library_roots(ctx: Context) -> list[Path]:
+    """sorted_dir and every adopted folder outside it."""
+    roots = [ctx.roots.sorted_dir]
+    for row in LibraryRoot.select(LibraryRoot.path):
+        path = Path(row.path)
+        if not any(path == r or r in path.parents for r in roots):
+            roots.append(path)
+    return roots
+
+
+def _unknown_files(ctx: Context, sizes: set[int]) -> Iterator[tuple[str, int, int]]:
+    """(path, size, mtime_ns) of library files no row points at, of a wanted size."""
+    con = database_proxy.connection()
+    patterns = ctx.settings.watcher.ignore_patterns
+    for root in library_roots(ctx):
+        for path in walk_inbox(root, patterns):
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if st.st_size not in sizes:
+                continue
+            known = con.execute(
+                "SELECT 1 FROM files WHERE current_path = ? AND status != ?",
+                (str(path), MISSING),
+            ).fetchone()
+            if not known:
+                yield str(path), st.st_size, st.st_mtime_ns
+
+
+def find_moved(
+    ctx: Context, gone: list[Row], throttle: Throttle, tally: Tally
+) -> list[Row]:
+    """Follow files moved within the library by their SHA-256; returns those still gone."""
+    by_hash: dict[str, list[Row]] = {}
+    for row in gone:
+        if row.sha256:
+            by_hash.setdefault(row.sha256, []).append(row)
+    sizes = {row.size for row in gone if row.size}
+    candidates = list(_unknown_files(ctx, sizes)) if sizes else []
+
+    def digest(item: tuple[str, int, int]) -> tuple[str, int, int, str | None]:
+        path, size, mtime_ns = item
+        try:
+            return path, size, mtime_ns, _hash(ctx, path, size, throttle)[0]
+        except (FileChanged, OSError, ValueError):
+            return path, 0, mtime_ns, None
+
+    found: set[int] = set()
+    with ThreadPoolExecutor(ctx.settings.system.max_parallel_fs_ops) as pool:
+        for path, size, mtime_ns, sha in pool.map(digest, candidates):
+            tally.bytes_read += size
+            waiting = by_hash.get(sha or "")
+            if not waiting:
+                continue
+            row = waiting.pop(0)
+            ctx.writer.call(lambda r=row, p=path, m=mtime_ns: _moved(r, p, m))
+            found.add(row.id)
+            tally.moved.append({"file_id": row.id, "from": row.path, "to": path})
+            logger.bind(event="verify", file_id=row.id, status="SORTED").info(
+                "{} moved within the library to {}", row.path, path
+            )
+    return [row for row in gone if row.id not in found]
+
+
+# ------------------------------------------------------------------- findings
+
+
+def _syncthing_holds(ctx: Context, batch: Batch, entry: dict[str, Any]) -> Any:
+    """Whether Syncthing's global copy of the batch file is held by a remote device."""
+    client = ctx.syncthing
+    if client is None or not batch.location:
+        return None
+    sync_dir = ctx.roots.sync_dir
+    location = Path(batch.location)
+    if sync_dir not in location.parents:
+        return {"held": None, "detail": "the batch was never handed to Syncthing"}
+    name = (location.relative_to(sync_dir) / entry["path"]).as_posix()
+    try:
+        answer = client.db_file(ctx.settings.syncthing.folder_id, name)
+    except Exception as exc:  # noqa: BLE001 - reported, never fatal
+        return {"held": None, "detail": f"Syncthing could not be asked: {exc}"}
+    if answer is None:
+        return {"held": False, "name": name, "detail": "unknown to Syncthing"}
+    glob = answer.get("global") or {}
+    devices = answer.get("availability") or []
+    held = (
+        not glob.get("deleted", False)
+        and glob.get("size") == entry.get("size")
+        and bool(devices)
+    )
+    return {
+        "held": held,
+        "name": name,
+        "devices": [d.get("id") for d in devices if isinstance(d, dict)],
+        "deleted": bool(glob.get("deleted", False)),
+    }
+
+
+def findings(ctx: Context, limit: int = LISTED) -> list[dict[str, Any]]:
+    """Every MISSING and CORRUPT file (up to `limit`), with what can restore it."""
+    rows = list(
+        File.select()
+        .where(File.status.in_((MISSING, CORRUPT)))
+        .order_by(File.id)
+        .limit(limit)
+    )
+    manifests: dict[int, Any] = {}
+    out = []
+    for row in rows:
+        item: dict[str, Any] = {
+            "file_id": row.id,
+            "status": row.status,
+            "path": row.current_path,
+            "sha256": row.sha256,
+            "size": row.size,
+            "source": row.source,
+            "error": row.error,
+            "batch": None,
+            "syncthing": None,
+        }
+        batch = Batch.get_or_none(Batch.id == row.batch) if row.batch else None
+        if batch is not None:
+            if batch.id not in manifests:
+                folder = Path(batch.location) if batch.location else None
+                manifests[batch.id] = (
+                    (folder / "manifest.json", read_manifest(folder))
+                    if folder
+                    else (None, None)
+                )
+            path, manifest = manifests[batch.id]
+            entry = next(
+                (
+                    e
+                    for e in (manifest or {}).get("files", [])
+                    if e.get("sha256") == row.sha256
+                ),
+                None,
+            )
+            item["batch"] = {
+                "id": batch.id,
+                "name": batch.name,
+                "manifest": str(path) if manifest is not None else None,
+                "entry": entry,
+            }
+            if entry is not None:
+                item["syncthing"] = _syncthing_holds(ctx, batch, entry)
+        out.append(item)
+    return out
+
+
+def last_run() -> dict[str, Any] | None:
+    """The latest finished verify and the library's current findings (for /health)."""
+    run = (
+        VerifyRun.select()
+        .where(VerifyRun.finished_at.is_null(False))
+        .order_by(VerifyRun.id.desc())
+        .first()
+    )
+    if run is None:
+        return None
+    counts = dict(
+        File.select(File.status, fn.COUNT(File.id))
+        .where(File.status.in_((MISSING, CORRUPT)))
+        .group_by(File.status)
+        .tuples()
+    )
+    return {
+        "finished_at": iso(run.finished_at),
+        "hashed": run.hashed,
+        "checked": run.checked,
+        "found_missing": run.missing,
+        "found_corrupt": run.corrupt,
+        "moved": run.moved,
+        "restored": run.restored,
+        "missing_now": counts.get(MISSING, 0),
+        "corrupt_now": counts.get(CORRUPT, 0),
+        "ok": run.error is None
+        and not counts.get(MISSING, 0)
+        and not counts.get(CORRUPT, 0),
+    }
+
+
+def due(now: datetime, interval_days: float) -> bool:
+    """True when a scheduled `verify --hash` should run (0 days = never)."""
+    if interval_days <= 0:
+        return False
+    limit = now - timedelta(days=interval_days)
+    last = (
+        VerifyRun.select(VerifyRun.finished_at)
+        .where(VerifyRun.hashed, VerifyRun.finished_at.is_null(False))
+        .order_by(VerifyRun.finished_at.desc())
+        .first()
+    )
+    if last is not None:
+        return bool(last.finished_at <= limit)
+    # Never verified: once the oldest library file is one interval old.
+    oldest = (
+        File.select(File.created_at)
+        .where(File.status == FileStatus.SORTED)
+        .order_by(File.created_at)
+        .first()
+    )
+    return oldest is not None and oldest.created_at <= limit
+
+
+# ------------------------------------------------------------------------ job
+
+
+def verify_job(
+    ctx: Context,
+    handle: JobHandle,
+    hash_all: bool = False,
+    scheduled: bool = False,
+    rate_mb_per_s: float = 0.0,
+) -> dict[str, Any]:
+    """Check the library (see the module docstring); a job function for pipeline.jobs."""
+    started = time.monotonic()
+    run_id = ctx.writer.call(
+        lambda: VerifyRun.create(
+            job_id=handle.job_id, hashed=hash_all, scheduled=scheduled
+        ).id
+    )
+    throttle = Throttle(rate_mb_per_s * MB)
+    tally = Tally()
+    handle.set_total(File.select().where(File.status.in_(CHECKED)).count())
+    gone: list[Row] = []
+    try:
+        with ThreadPoolExecutor(ctx.settings.system.max_parallel_fs_ops) as pool:
+            for page in _pages():
+                checks = list(
+                    pool.map(lambda r: check_file(ctx, r, hash_all, throttle), page)
+                )
+                ctx.writer.call(lambda c=checks: _apply(c, tally))
+                gone += [c.row for c in checks if c.outcome == "missing"]
+                tally.checked += len(checks)
+                tally.busy += sum(c.outcome == "busy" for c in checks)
+                tally.bytes_read += sum(c.bytes_read for c in checks)
+                handle.advance(len(checks))
+        still_gone = find_moved(ctx, gone, throttle, tally) if gone else []
+        ctx.writer.call(lambda: _mark_missing(still_gone, tally))
+    except Exception as exc:
+        failure = f"{type(exc).__name__}: {exc}"
+        ctx.writer.call(
+            lambda: VerifyRun.update(error=failure)
+            .where(VerifyRun.id == run_id)
+            .execute()
+        )
+        raise
+    ctx.writer.call(
+        lambda: VerifyRun.update(
+            finished_at=utcnow(),
+            checked=tally.checked,
+            missing=tally.missing,
+            corrupt=tally.corrupt,
+            moved=len(tally.moved),
+            restored=tally.restored,
+            bytes_read=tally.bytes_read,
+        )
+        .where(VerifyRun.id == run_id)
+        .execute()
+    )
+    listed = findings(ctx)
+    missing_now = sum(f["status"] == MISSING for f in listed)
+    corrupt_now = len(listed) - missing_now
+    seconds = time.monotonic() - started
+    log = logger.bind(event="verify", duration_ms=round(seconds * 1000))
+    (log.warning if listed else log.info)(
+        "verified {} files{}: {} missing, {} corrupt, {} moved, {} restored",
+        tally.checked,
+        " (SHA-256)" if hash_all else "",
+        missing_now,
+        corrupt_now,
+        len(tally.moved),
+        tally.restored,
+    )
+    return {
+        "message": (
+            f"{tally.checked} files checked{' (SHA-256)' if hash_all else ''}: "
+            f"{missing_now} missing, {corrupt_now} corrupt, {len(tally.moved)} moved, "
+            f"{tally.restored} restored"
+        ),
+        "hashed": hash_all,
+        "checked": tally.checked,
+        "new_missing": tally.missing,
+        "new_corrupt": tally.corrupt,
+        "restored": tally.restored,
+        "busy": tally.busy,
+        "bytes_read": tally.bytes_read,
+        "moved": tally.moved[:LISTED],
+        "findings": listed,
+    }
