@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TextIO
 
 import httpx
 
@@ -48,6 +50,11 @@ def parser() -> argparse.ArgumentParser:
             )
         if name == "trigger":
             cmd.add_argument("what", choices=sorted(TRIGGERS))
+            cmd.add_argument(
+                "--no-wait",
+                action="store_true",
+                help="print the daemon's answer and return at once (for scripts)",
+            )
     library_cli.add_parsers(sub, config_help)
     return p
 
@@ -157,6 +164,7 @@ def local_time(stamp: str) -> str:
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:
+    """Start a job in the running daemon and, unless --no-wait, follow it to the end."""
     settings = load_or_exit(args.config).settings
     method, path = TRIGGERS[args.what]
     host = (
@@ -164,17 +172,196 @@ def cmd_trigger(args: argparse.Namespace) -> int:
         if settings.server.host not in ("0.0.0.0", "::")
         else "127.0.0.1"
     )
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
     headers = {"X-API-Key": settings.auth.api_key} if settings.auth.api_key else {}
-    url = f"http://{host}:{settings.server.port}{path}"
+    base = f"http://{host}:{settings.server.port}"
+    # No read timeout: a batch moved across disks answers when it is done.
+    timeout = httpx.Timeout(connect=5, read=None, write=30, pool=5)
+    with httpx.Client(base_url=base, headers=headers, timeout=timeout) as client:
+        try:
+            response = client.request(method, path, json={})
+        except httpx.HTTPError as exc:
+            print(
+                f"cannot reach the daemon at {base}{path}: {type(exc).__name__}",
+                file=sys.stderr,
+            )
+            return 1
+        answer = _json_or_text(response)
+        if args.no_wait or response.status_code >= 400:
+            print(json.dumps(answer, indent=2))
+            return 0 if response.status_code < 400 else 1
+        data = answer.get("data") or {}
+        if isinstance(data.get("job"), dict):
+            return Follower(client, args.what).follow(data["job"])
+        print(summarize(args.what, data))
+        return 0
+
+
+POLL_FIRST, POLL_MAX = 0.1, 1.0
+LOST_AFTER_SECONDS = 30.0  # the daemon unreachable this long: stop following
+PROGRESS_EVERY_SECONDS = 5.0  # progress lines when stderr is not a terminal
+
+
+class Follower:
+    """Polls GET /api/jobs/{id} until the job ends; a progress line meanwhile."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        kind: str,
+        *,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.client = client
+        self.kind = kind
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.sleep = sleep
+        self.clock = clock
+        self.tty = self.err.isatty()
+        self._shown = ""
+        self._shown_at = -PROGRESS_EVERY_SECONDS
+
+    def follow(self, job: dict[str, Any]) -> int:
+        """Exit code: 0 DONE without errors, 1 FAILED or with errors, 130 on Ctrl-C."""
+        delay = POLL_FIRST
+        lost_since: float | None = None
+        try:
+            while job.get("status") not in ("DONE", "FAILED"):
+                self.progress(job)
+                self.sleep(delay)
+                delay = min(POLL_MAX, delay * 2)
+                try:
+                    answer = self.client.get(f"/api/jobs/{job['id']}")
+                    answer.raise_for_status()
+                    job = answer.json()["data"]["job"]
+                    lost_since = None
+                except (httpx.HTTPError, ValueError, KeyError) as exc:
+                    lost_since = lost_since or self.clock()
+                    if self.clock() - lost_since >= LOST_AFTER_SECONDS:
+                        self.clear()
+                        print(
+                            f"{self.kind}: lost the daemon while following job "
+                            f"{job['id']} ({type(exc).__name__})",
+                            file=self.err,
+                        )
+                        return 1
+        except KeyboardInterrupt:
+            self.clear()
+            print(
+                f"{self.kind}: stopped following; job {job['id']} goes on in the daemon",
+                file=self.err,
+            )
+            return 130
+        self.clear()
+        print(summarize(self.kind, {"job": job}), file=self.out)
+        failed = job["status"] == "FAILED" or bool(job.get("errors"))
+        return 1 if failed else 0
+
+    def progress(self, job: dict[str, Any]) -> None:
+        line = progress_line(self.kind, job)
+        if self.tty:
+            print(f"\r{line}\x1b[K", end="", file=self.err, flush=True)
+            self._shown = line
+        elif line != self._shown and (
+            self.clock() - self._shown_at >= PROGRESS_EVERY_SECONDS
+        ):
+            print(line, file=self.err, flush=True)
+            self._shown, self._shown_at = line, self.clock()
+
+    def clear(self) -> None:
+        if self.tty and self._shown:
+            print("\r\x1b[K", end="", file=self.err, flush=True)
+
+
+def progress_line(kind: str, job: dict[str, Any]) -> str:
+    """`sort: 45/102 (44 %), 0 errors` while a job runs."""
+    total, done = job.get("total") or 0, job.get("done") or 0
+    if not total:
+        return f"{kind}: {str(job.get('status', 'RUNNING')).lower()}…"
+    errors = job.get("errors") or 0
+    return f"{kind}: {done}/{total} ({job.get('progress', 0):.0f} %), {errors} errors"
+
+
+def _seconds(job: dict[str, Any]) -> str:
     try:
-        response = httpx.request(method, url, headers=headers, json={}, timeout=30)
-    except httpx.HTTPError as exc:
-        print(
-            f"cannot reach the daemon at {url}: {type(exc).__name__}", file=sys.stderr
+        start = datetime.fromisoformat(job["started_at"].removesuffix("Z"))
+        end = datetime.fromisoformat(job["finished_at"].removesuffix("Z"))
+    except (KeyError, AttributeError, TypeError, ValueError):
+        return ""
+    return f" in {(end - start).total_seconds():.1f} s"
+
+
+def _megabytes(size: int | None) -> str:
+    return f"{(size or 0) / 1e6:.1f} MB"
+
+
+def summarize(kind: str, data: dict[str, Any]) -> str:
+    """The one summary line of `trigger KIND` from the daemon's answer or final job."""
+    job = data.get("job")
+    if isinstance(job, dict):
+        return _job_summary(kind, job)
+    if kind == "batch":
+        made = data.get("batch")
+        if not made:
+            return "batch: nothing waits for a batch"
+        return (
+            f"batch: {made['name']} created, {made['file_count']} files "
+            f"({_megabytes(made.get('size_bytes'))})"
         )
-        return 1
-    print(json.dumps(_json_or_text(response), indent=2))
-    return 0 if response.status_code < 400 else 1
+    if kind == "sync":
+        moved = data.get("batches") or []
+        names = ", ".join(b["name"] for b in moved)
+        return f"sync: {len(moved)} batches handed to Syncthing" + (
+            f" ({names})" if names else ""
+        )
+    if kind == "cleanup":
+        actions = data.get("actions") or []
+        done = [a for a in actions if a.get("action") != "skip"]
+        by: dict[str, int] = {}
+        for action in done:
+            by[action["action"]] = by.get(action["action"], 0) + 1
+        detail = ", ".join(f"{n} {name}" for name, n in sorted(by.items()))
+        skipped = len(actions) - len(done)
+        return (
+            f"cleanup: {len(done)} actions"
+            + (f" ({detail})" if detail else "")
+            + f", {skipped} left in place"
+        )
+    return f"{kind}: {json.dumps(data)}"
+
+
+def _job_summary(kind: str, job: dict[str, Any]) -> str:
+    took = _seconds(job)
+    if job.get("status") == "FAILED":
+        return f"{kind}: FAILED{took}: {job.get('message') or 'see the daemon log'}"
+    result = job.get("result") or {}
+    if kind == "sort" and "batches" in result:
+        reports = result["batches"]
+        if result.get("dry_run"):
+            planned = sum(len(r.get("planned", [])) for r in reports)
+            return f"sort (dry run): {planned} files planned, nothing moved{took}"
+        sorted_ = sum(r.get("sorted", 0) for r in reports)
+        dups = sum(r.get("duplicates", 0) for r in reports)
+        errors = sum(r.get("errors", 0) for r in reports)
+        dup_text = f", {dups} duplicates" if dups else ""
+        return f"sort: {sorted_} sorted{dup_text}, {errors} errors{took}"
+    if kind == "dedup" and "found" in result:
+        text = (
+            f"dedup: {result['found']} files in the inbox, "
+            f"{result.get('processed', 0)} taken: {result.get('unique', 0)} unique, "
+            f"{result.get('duplicates', 0)} duplicates, "
+            f"{result.get('skipped', 0)} skipped, {result.get('errors', 0)} errors"
+        )
+        if result.get("arriving"):
+            text += f"; {result['arriving']} still arriving, left for the watcher"
+        return text + took
+    done, errors = job.get("done") or 0, job.get("errors") or 0
+    return f"{kind}: done, {done} items, {errors} errors{took}"
 
 
 def _json_or_text(response: httpx.Response) -> Any:

@@ -420,6 +420,17 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/api/jobs/{id}": {
+        "get": {
+            "summary": "One job (what `trigger` follows until it is DONE or FAILED)",
+            "parameters": ID_PARAM,
+            "responses": {
+                "200": _response("job", _obj(job=_ref("Job"))),
+                "404": _error("unknown id"),
+                **COMMON,
+            },
+        }
+    },
     "/api/duplicates": {
         "get": {
             "summary": "Near-duplicate groups for review",

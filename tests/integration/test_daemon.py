@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -97,7 +98,11 @@ def test_sigint_also_stops_cleanly(tmp_path: Path) -> None:
 
 
 def test_status_trigger_and_version(tmp_path: Path) -> None:
-    config = write(tmp_path, auth={"enabled": True, "api_key": "t" * 20})
+    config = write(
+        tmp_path,
+        auth={"enabled": True, "api_key": "t" * 20},
+        intake={"media_only": True},
+    )
     assert cli("--version").stdout.strip().startswith("media-pipeline ")
     missing = cli("status", "-c", str(config))
     assert missing.returncode == 1 and "no database yet" in missing.stderr
@@ -108,10 +113,29 @@ def test_status_trigger_and_version(tmp_path: Path) -> None:
         )
         triggered = cli("trigger", "batch", "-c", str(config))
         assert triggered.returncode == 0, triggered.stderr
-        assert json.loads(triggered.stdout)["data"]["batch"]["name"] == "batch_000001"
+        assert triggered.stdout.startswith("batch: batch_000001 created, 1 files (")
         status = json.loads(cli("status", "--json", "-c", str(config)).stdout)
         assert status["files"]["by_status"]["BATCHED"] == 1
         assert status["batches"]["by_status"]["CREATED"] == 1
+        # trigger follows the job and ends with one summary line.
+        sorted_ = cli("trigger", "sort", "-c", str(config))
+        assert sorted_.returncode == 0, sorted_.stderr
+        assert re.fullmatch(r"sort: 1 sorted, 0 errors in \d+\.\d s\n", sorted_.stdout)
+        scan = cli("trigger", "dedup", "--no-wait", "-c", str(config))
+        assert scan.returncode == 0
+        first = json.loads(scan.stdout)["data"]["job"]
+        assert first["kind"] == "dedup"
+        key = {"X-API-Key": "t" * 20}
+        wait_until(
+            lambda: httpx.get(f"{url}/api/jobs/{first['id']}", headers=key).json()[
+                "data"
+            ]["job"]["status"]
+            == "DONE"
+        )
+        (tmp_path / "inbox" / "notes.txt").write_text("not a photo")
+        scanned = cli("trigger", "dedup", "-c", str(config))
+        assert scanned.returncode == 0, scanned.stderr
+        assert "1 taken: 0 unique, 0 duplicates, 1 skipped, 0 errors" in scanned.stdout
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     down = cli("trigger", "dedup", "-c", str(config))

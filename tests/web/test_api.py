@@ -120,6 +120,11 @@ def test_dedup_files_and_duplicates(api: Any) -> None:
     )
     assert again["id"] != job["id"]
     assert File.select().count() == 3
+    followed = client.get(f"/api/jobs/{job['id']}").json()["data"]["job"]
+    assert followed["id"] == job["id"] and followed["status"] == "DONE"
+    assert followed["result"]["unique"] == 3 and followed["result"]["arriving"] == 0
+    is_error(client.get("/api/jobs/999999"), 404, "NOT_FOUND")
+    is_error(client.get("/api/jobs/x"), 404, "NOT_FOUND")
 
 
 def test_skipped_files_are_listed(service: Any) -> None:
