@@ -67,6 +67,28 @@ class DatabaseSettings(Section):
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    allowed_hosts: list[str] = Field(default_factory=list)
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"\[?[A-Za-z0-9._:-]+\]?", name) or name == "*":
+                raise ValueError(f"not a host name or address: {name!r}")
+        return [name.lower() for name in value]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {entry!r}") from None
+        return value
 
 
 class SystemSettings(Section):

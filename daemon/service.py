@@ -52,6 +52,28 @@ class _Server(uvicorn.Server):
         yield
 
 
+def server_config(app: Any, server: Any) -> uvicorn.Config:
+    """uvicorn settings for the daemon's app and `server.*` settings.
+
+    uvicorn believes X-Forwarded-For from 127.0.0.1 by default, which would let any
+    local client pick the address the wrong-key limiter counts: forwarded headers
+    are honoured only from `server.trusted_proxies`.
+    """
+    proxies = list(server.trusted_proxies)
+    return uvicorn.Config(
+        app,
+        host=server.host,
+        port=server.port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=3,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+        server_header=False,
+    )
+
+
 class Service:
     """The daemon's parts, started and stopped in order."""
 
@@ -306,16 +328,7 @@ class Service:
         faulthandler.enable()
         self.start()
         app = create_app(self.app_state(), dbui=self.settings.dbui)
-        config = uvicorn.Config(
-            app,
-            host=self.settings.server.host,
-            port=self.settings.server.port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=3,
-        )
-        self.server = _Server(config)
+        self.server = _Server(server_config(app, self.settings.server))
         previous = self._install_signals()
         try:
             asyncio.run(self._serve())

@@ -10,6 +10,7 @@ from starlette.routing import BaseRoute
 
 from web import errors, openapi
 from web.auth import ApiKeyMiddleware
+from web.guard import GuardMiddleware
 from web.routes import (
     batches,
     cleanup,
@@ -53,11 +54,19 @@ def create_app(state: AppState, dbui: Any = None) -> Starlette:
         from web.dbui import dbui_mount
 
         routes.append(dbui_mount(state.ctx.settings.database.path, dbui.password))
+    server = state.ctx.settings.server
+
+    def allowed_hosts() -> list[str]:
+        return [server.host, *getattr(server, "allowed_hosts", [])]
+
     app = Starlette(
         routes=routes,
         exception_handlers=errors.HANDLERS,
+        # Outermost first: the guard answers refused Hosts and bodies (with its
+        # headers) before the key is even looked at.
         middleware=[
-            Middleware(ApiKeyMiddleware, enabled=state.auth_enabled, key=state.api_key)
+            Middleware(GuardMiddleware, allowed_hosts=allowed_hosts),
+            Middleware(ApiKeyMiddleware, enabled=state.auth_enabled, key=state.api_key),
         ],
     )
     app.state.media = state

@@ -80,17 +80,20 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or not self._needs_key(scope["path"]):
             await self.app(scope, receive, send)
             return
+        # The TCP peer: uvicorn rewrites it from X-Forwarded-For only for the
+        # configured server.trusted_proxies.
         client = (scope.get("client") or ("?", 0))[0]
         presented = presented_key(dict(scope["headers"]))
-        if self.limiter.blocked(client):
-            response = error(429, "too many wrong API keys; wait a minute")
-        elif key_matches(presented, self.key()):
+        # The right key is served even while its address is blocked: someone
+        # guessing from the same address (a NAT, a proxy) cannot lock the owner out,
+        # and a 32-character key is not found by guessing.
+        if key_matches(presented, self.key()):
             await self.app(scope, receive, send)
             return
+        if self.limiter.blocked(client):
+            response = error(429, "too many wrong API keys; wait a minute")
         else:
-            if (
-                presented
-            ):  # a wrong guess, not a page that has not asked for the key yet
+            if presented:  # a wrong guess, not a page that has not asked yet
                 self.limiter.failed(client)
             response = error(
                 401, "missing or invalid API key (X-API-Key or Authorization: Bearer)"

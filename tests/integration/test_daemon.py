@@ -194,7 +194,7 @@ def test_kill_9_during_ingest_then_restart_loses_nothing(tmp_path: Path) -> None
             return counts["unique"] + counts["duplicates"] + counts["errors"] == total
 
         wait_until(all_decided, timeout=60)
-        assert httpx.post(f"{url}/api/batch/create").status_code == 201
+        assert httpx.post(f"{url}/api/batch/create", json={}).status_code == 201
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     found: dict[bytes, list[Path]] = {}

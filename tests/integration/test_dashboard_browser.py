@@ -50,7 +50,7 @@ CHROMIUM_FLAGS = (
 )
 CDP_TIMEOUT = 15.0
 HOSTILE = "<img src=x onerror=alert(1)>.jpg"
-KEY = "k" * 20
+KEY = "k" * 32
 # Installed before any page script: a successful injection would set this flag.
 ALERT_TRAP = (
     "window.__alerts = []; window.alert = (m) => window.__alerts.push(String(m));"

@@ -23,7 +23,7 @@ from web.openapi import document
 sys.path.insert(0, str(Path(__file__).parent))
 from live import serve_app  # noqa: E402
 
-KEY = "k" * 24
+KEY = "k" * 32
 
 
 @contextmanager
@@ -70,7 +70,13 @@ def test_errors_use_the_envelope(api: Any) -> None:
     is_error(client.get("/api/batches/5"), 404, "NOT_FOUND")
     is_error(client.delete("/api/files"), 405, "VALIDATION_ERROR")
     is_error(
-        client.post("/api/batch/create", content=b"{oops"), 400, "VALIDATION_ERROR"
+        client.post(
+            "/api/batch/create",
+            content=b"{oops",
+            headers={"Content-Type": "application/json"},
+        ),
+        400,
+        "VALIDATION_ERROR",
     )
     is_error(
         client.post("/api/batch/create", json={"max_size_gb": -1}),
@@ -87,7 +93,7 @@ def test_errors_use_the_envelope(api: Any) -> None:
     is_error(
         client.get("/api/files", params={"status": "WEIRD"}), 400, "VALIDATION_ERROR"
     )
-    is_error(client.post("/api/sync/start"), 409, "CONFLICT")
+    is_error(client.post("/api/sync/start", json={}), 409, "CONFLICT")
 
 
 def test_dedup_files_and_duplicates(api: Any) -> None:
@@ -95,7 +101,7 @@ def test_dedup_files_and_duplicates(api: Any) -> None:
     inbox = svc.ctx.roots.inbox
     for n in range(3):
         make_jpeg(inbox / f"p{n}.jpg", seed=n, size=(256, 192))
-    started = client.post("/api/dedup/start")
+    started = client.post("/api/dedup/start", json={})
     assert started.status_code == 202
     job = started.json()["data"]["job"]
     assert job["kind"] == "dedup" and job["status"] in ("RUNNING", "DONE")
@@ -113,7 +119,7 @@ def test_dedup_files_and_duplicates(api: Any) -> None:
     assert one["status"] == "UNIQUE" and len(one["sha256"]) == 64
     assert client.get("/api/files", params={"status": "unique"}).json()["data"]["files"]
     assert client.get("/api/duplicates").json()["data"] == {"groups": []}
-    again = client.post("/api/dedup/start").json()["data"]["job"]
+    again = client.post("/api/dedup/start", json={}).json()["data"]["job"]
     wait_until(
         lambda: client.get("/api/dedup/status").json()["data"]["job"]["status"]
         == "DONE"
@@ -154,7 +160,7 @@ def test_dedup_start_while_running_returns_the_same_job(api: Any) -> None:
     job, created = svc.jobs.start("dedup", lambda h: gate.wait(10) and None)
     assert created
     try:
-        answer = client.post("/api/dedup/start").json()["data"]["job"]
+        answer = client.post("/api/dedup/start", json={}).json()["data"]["job"]
         assert answer["id"] == job.id and answer["status"] == "RUNNING"
     finally:
         gate.set()
@@ -163,7 +169,7 @@ def test_dedup_start_while_running_returns_the_same_job(api: Any) -> None:
 
 def test_batch_create_list_and_detail(api: Any) -> None:
     svc, client = api
-    assert client.post("/api/batch/create").json() == {
+    assert client.post("/api/batch/create", json={}).json() == {
         "status": "ok",
         "data": {"batch": None},
     }
@@ -187,12 +193,12 @@ def test_sort_start_and_status(api: Any) -> None:
     inbox = svc.ctx.roots.inbox
     for n in range(3):
         make_jpeg(inbox / f"p{n}.jpg", f"2021:06:0{n + 1} 10:00:00", seed=n)
-    client.post("/api/dedup/start")
+    client.post("/api/dedup/start", json={})
     wait_until(
         lambda: File.select().where(File.status == FileStatus.UNIQUE).count() == 3,
         timeout=20,
     )
-    batch = client.post("/api/batch/create").json()["data"]["batch"]
+    batch = client.post("/api/batch/create", json={}).json()["data"]["batch"]
 
     def sort(**body: Any) -> dict[str, Any]:
         started = client.post("/api/sort/start", json=body)
@@ -249,7 +255,7 @@ def test_config_get_put_masks_validates_and_audits(service: Any) -> None:
         body = is_error(bad, 400, "VALIDATION_ERROR")
         assert body["message"].startswith("dedup.near_duplicate_distance")
         is_error(client.put("/api/config", json={"nope": {}}), 400, "VALIDATION_ERROR")
-        is_error(client.put("/api/config", content=b"[]"), 400, "VALIDATION_ERROR")
+        is_error(client.put("/api/config", json=[]), 400, "VALIDATION_ERROR")
         assert config_path.read_text() == before
         shown["dedup"]["near_duplicate_distance"] = 3
         shown["server"]["port"] = 9999
@@ -338,8 +344,12 @@ def test_repeated_wrong_keys_are_rate_limited(service: Any) -> None:
                 "UNAUTHORIZED",
             )
         is_error(
-            client.get("/api/files", headers={"X-API-Key": KEY}), 429, "RATE_LIMITED"
+            client.get("/api/files", headers={"X-API-Key": "guess"}),
+            429,
+            "RATE_LIMITED",
         )
+        # A blocked address presenting the right key is served (no lock-out).
+        assert client.get("/api/files", headers={"X-API-Key": KEY}).status_code == 200
         assert client.get("/health").status_code == 200
 
 

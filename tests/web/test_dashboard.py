@@ -24,7 +24,7 @@ from live import serve_app  # noqa: E402
 
 from tests.conftest import add_file
 
-KEY = "k" * 20
+KEY = "k" * 32
 HOSTILE = "<img src=x onerror=alert(1)>.jpg"
 STATIC = Path(__file__).resolve().parents[2] / "web" / "static"
 CONTENT_TYPES = {

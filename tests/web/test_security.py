@@ -1,0 +1,189 @@
+"""Attacks on the HTTP face, performed against the real app on a real uvicorn server.
+
+Each test plays a hostile neighbour (docs/SECURITY.md): a web page in the owner's
+browser (DNS rebinding, cross-site posts, framing), a LAN client guessing keys.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from pipeline.models import Job
+from web.app import create_app
+from web.guard import CSP
+
+sys.path.insert(0, str(Path(__file__).parent))
+from live import serve_app  # noqa: E402
+
+KEY = "K" * 40
+
+
+@contextmanager
+def serve(svc: Any) -> Iterator[httpx.Client]:
+    app = create_app(svc.app_state(), dbui=svc.settings.dbui)
+    with serve_app(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
+
+
+def refused(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["status"] == "error" and body["code"] == code, body
+
+
+def raw_request(base_url: str, request: bytes) -> bytes:
+    """Send bytes as they are (no Host header added) and return the whole answer."""
+    parts = urlsplit(base_url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_dns_rebinding_a_foreign_host_is_refused(service: Any) -> None:
+    svc = service(server={"allowed_hosts": ["nas.lan", "192.168.1.20"]})
+    (svc.ctx.roots.inbox / "empty").mkdir()
+    svc.ctx.settings.cleanup.min_folder_age_seconds = 0
+    with serve(svc) as client:
+        port = urlsplit(str(client.base_url)).port
+        # The attacker's page, its name now resolving to 127.0.0.1, reads and acts.
+        evil = {"Host": f"evil.example:{port}"}
+        refused(client.get("/api/dashboard", headers=evil), 400, "VALIDATION_ERROR")
+        refused(client.get("/api/config", headers=evil), 400, "VALIDATION_ERROR")
+        refused(client.get("/dashboard", headers=evil), 400, "VALIDATION_ERROR")
+        run = client.post("/api/cleanup/run", json={}, headers=evil)
+        refused(run, 400, "VALIDATION_ERROR")
+        assert (svc.ctx.roots.inbox / "empty").is_dir()  # nothing was done
+        for host in ("localhost.evil.example", "127.0.0.1.evil.example", "nas.lan.x"):
+            answer = client.get("/api/dashboard", headers={"Host": host})
+            refused(answer, 400, "VALIDATION_ERROR")
+        # The names the owner uses are served.
+        for host in (
+            f"127.0.0.1:{port}",
+            f"localhost:{port}",
+            f"[::1]:{port}",
+            "NAS.lan",
+            f"nas.lan:{port}",
+            "192.168.1.20",
+        ):
+            answer = client.get("/api/dashboard", headers={"Host": host})
+            assert answer.status_code == 200, (host, answer.text)
+        # HTTP/1.0 without any Host header.
+        answer = raw_request(str(client.base_url), b"GET /api/config HTTP/1.0\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        assert b"VALIDATION_ERROR" in answer and b"api_key" not in answer
+
+
+def test_a_cross_site_form_post_cannot_start_a_job(service: Any) -> None:
+    svc = service()
+    config_before = svc.loaded.path.read_text()
+    with serve(svc) as client:
+        # What a hostile page can send without a CORS preflight.
+        for headers, body in (
+            ({"Content-Type": "text/plain"}, b'{"dry_run": false}'),
+            ({"Content-Type": "application/x-www-form-urlencoded"}, b"a=b"),
+            ({"Content-Type": "multipart/form-data; boundary=x"}, b"--x--\r\n"),
+            ({}, b""),  # fetch(url, {method: "POST", mode: "no-cors"})
+        ):
+            for path in ("/api/dedup/start", "/api/sort/start", "/api/batch/create"):
+                answer = client.post(path, content=body, headers=headers)
+                refused(answer, 415, "VALIDATION_ERROR")
+                assert "application/json" in answer.json()["message"]
+        put = client.put(
+            "/api/config",
+            content=b'{"paths": {"temp_dir": "/tmp/elsewhere"}}',
+            headers={"Content-Type": "text/plain"},
+        )
+        refused(put, 415, "VALIDATION_ERROR")
+        assert Job.select().count() == 0
+        assert svc.loaded.path.read_text() == config_before
+        # The same requests with the JSON type (which a foreign page cannot send
+        # without a preflight nobody answers) work.
+        ok = client.post(
+            "/api/dedup/start",
+            content=b"{}",
+            headers={"Content-Type": "Application/JSON; charset=utf-8"},
+        )
+        assert ok.status_code == 202, ok.text
+    assert Job.select().count() == 1
+
+
+def test_every_answer_carries_the_security_headers(service: Any) -> None:
+    svc = service(auth={"enabled": True, "api_key": KEY})
+    with serve(svc) as client:
+        answers = {
+            "page": client.get("/dashboard"),
+            "script": client.get("/static/dashboard.js"),
+            "api": client.get("/api/dashboard", headers={"X-API-Key": KEY}),
+            "401": client.get("/api/dashboard"),
+            "404": client.get("/api/nope", headers={"X-API-Key": KEY}),
+            "400 host": client.get("/health", headers={"Host": "evil.example"}),
+            "415": client.post("/api/dedup/start", headers={"X-API-Key": KEY}),
+            "health": client.get("/health"),
+        }
+    for what, answer in answers.items():
+        headers = answer.headers
+        assert headers.get_list("content-security-policy") == [CSP], what
+        assert headers.get_list("x-frame-options") == ["DENY"], what
+        assert headers.get_list("x-content-type-options") == ["nosniff"], what
+    assert "frame-ancestors 'none'" in CSP and "script-src 'self';" in CSP
+
+
+def test_the_dashboard_has_nothing_the_policy_would_block() -> None:
+    """No inline script or style, no style attributes, no event-handler attributes."""
+    import re
+
+    web = Path(__file__).resolve().parents[2] / "web"
+    for page in (web / "templates").rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        for tag in re.findall(r"<script\b[^>]*>", html, re.I):
+            assert "src=" in tag, (page.name, tag)
+        assert not re.search(r"<style\b", html, re.I), page.name
+        assert not re.search(r"\sstyle\s*=", html, re.I), page.name
+        assert not re.search(r"\son[a-z]+\s*=", html, re.I), page.name
+    for script in (web / "static").rglob("*.js"):
+        if "vendor" in script.parts:
+            continue
+        code = script.read_text(encoding="utf-8")
+        assert "eval(" not in code and "new Function" not in code, script.name
+        assert 'setAttribute("style"' not in code, script.name
+
+
+def test_with_auth_on_an_empty_key_opens_nothing(service: Any) -> None:
+    """The middleware refuses everything when the key is empty (config refuses it too)."""
+    svc = service()
+    svc.settings.auth.enabled = True  # as a config edited behind our back would be
+    assert svc.settings.auth.api_key == ""
+    with serve(svc) as client:
+        for headers in ({}, {"X-API-Key": ""}, {"Authorization": "Bearer"}):
+            refused(client.get("/api/files", headers=headers), 401, "UNAUTHORIZED")
+            refused(client.get("/api/config", headers=headers), 401, "UNAUTHORIZED")
+        assert client.get("/health").status_code == 200
+
+
+def test_wrong_keys_block_guessing_but_not_the_owner(service: Any) -> None:
+    svc = service(auth={"enabled": True, "api_key": KEY})
+    with serve(svc) as client:
+        for _ in range(20):
+            refused(
+                client.get("/api/files", headers={"X-API-Key": "guess"}),
+                401,
+                "UNAUTHORIZED",
+            )
+        refused(
+            client.get("/api/files", headers={"X-API-Key": "guess"}),
+            429,
+            "RATE_LIMITED",
+        )
+        # The owner, behind the same address, still gets in with the right key.
+        assert client.get("/api/files", headers={"X-API-Key": KEY}).status_code == 200
