@@ -139,7 +139,7 @@ def test_skipped_files_are_listed(service: Any) -> None:
     (inbox / "notes.txt").write_text("shopping list\n")
     make_jpeg(inbox / "p.jpg", seed=4)
     with serve(svc) as client:
-        assert client.post("/api/dedup/start").status_code == 202
+        assert client.post("/api/dedup/start", json={}).status_code == 202
         wait_until(
             lambda: client.get("/api/dedup/status").json()["data"]["job"]["status"]
             == "DONE"
