@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/local.yaml
 
-.PHONY: install system-deps run test lint format bench clean
+.PHONY: install system-deps run test lint format bench clean css
 
 install: $(VENV)/.installed
 
@@ -38,3 +38,12 @@ bench: install system-deps
 
 clean:
 	rm -rf $(VENV) var .coverage .coverage.* htmlcov
+
+# The dashboard's stylesheet, generated once and committed (web/static/app.css), so
+# installing and running need no Node. Needs npm; the version is pinned here and in
+# web/static/vendor/README.md.
+TAILWIND_VERSION := 4.3.5
+css:
+	cd web/tailwind && npm install --no-save --no-audit --no-fund --no-package-lock \
+		tailwindcss@$(TAILWIND_VERSION) @tailwindcss/cli@$(TAILWIND_VERSION)
+	cd web/tailwind && npx @tailwindcss/cli -i input.css -o ../static/app.css --minify

@@ -22,6 +22,7 @@ from web.routes import (
     jobs,
     library,
     metrics,
+    review,
     sort,
     sync,
 )
@@ -34,6 +35,7 @@ def all_routes() -> list[BaseRoute]:
         *health.routes,
         *config.routes,
         *dedup.routes,
+        *review.routes,
         *files.routes,
         *batches.routes,
         *sync.routes,

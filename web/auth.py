@@ -11,10 +11,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from web.errors import error
 
-# The dashboard page and its assets hold no data (the version is public via /health);
-# a browser cannot send a header when it opens a page, so they load without a key and
-# the API calls the page makes need one.
-OPEN_PATHS = ("/health", "/dashboard")
+# The dashboard pages and their assets hold no data (the version is public via
+# /health): a browser cannot send a header when it opens a page, so they load without
+# a key, and the fragments and API calls the page makes need one.
+OPEN_PATHS = (
+    "/health",
+    "/dashboard",
+    "/dashboard/review",
+    "/dashboard/problems",
+    "/dashboard/files",
+)
 OPEN_PREFIXES = ("/static", "/dbui")  # /dbui has its own password
 
 

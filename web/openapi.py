@@ -433,18 +433,207 @@ PATHS: dict[str, Any] = {
     },
     "/api/duplicates": {
         "get": {
-            "summary": "Near-duplicate groups for review",
+            "summary": "Near-duplicate groups for review, each file in exactly one group",
+            "description": "Served from the partial index on files.near_duplicate_of; "
+            "groups are ordered by the id of the file the others resemble.",
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {**INT, "minimum": 1, "maximum": 500, "default": 50},
+                },
+                {
+                    "name": "after",
+                    "in": "query",
+                    "schema": {**INT, "minimum": 0},
+                    "description": "next_after of the previous page",
+                },
+            ],
             "responses": {
-                "200": _response("groups", _obj(groups={"type": "array"})),
+                "200": _response(
+                    "groups",
+                    _obj(
+                        groups={
+                            "type": "array",
+                            "items": _obj(
+                                file=_ref("File"),
+                                members={
+                                    "type": "array",
+                                    "items": _obj(file=_ref("File"), distance=INT),
+                                },
+                            ),
+                        },
+                        next_after={"type": ["integer", "null"]},
+                    ),
+                ),
                 **COMMON,
+            },
+        }
+    },
+    "/api/duplicates/{id}/resolve": {
+        "post": {
+            "summary": "Answer for a flagged near-duplicate: keep both, or set it aside",
+            "description": "keep: the flag is cleared and never raised again for this pair. "
+            "duplicate: the file is moved (journaled) from wherever it is now to "
+            "duplicates_dir and becomes DUPLICATE, duplicate_of the group's file.",
+            "parameters": ID_PARAM,
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["action"],
+                            "properties": {"action": {"enum": ["keep", "duplicate"]}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _response(
+                    "the file after the answer", _obj(action=STR, file=_ref("File"))
+                ),
+                "404": _error("unknown id"),
+                "409": _error("not flagged, or cannot be moved now"),
+                **COMMON,
+            },
+        }
+    },
+    "/api/files/{id}/thumbnail": {
+        "get": {
+            "summary": "A JPEG preview (longest side at most 320 px, EXIF orientation applied), cached in temp_dir",
+            "parameters": ID_PARAM,
+            "responses": {
+                "200": {"description": "JPEG", "content": {"image/jpeg": {}}},
+                "404": _error("unknown id, or not an image that can be previewed"),
+                "401": COMMON["401"],
             },
         }
     },
     "/dashboard": {
         "get": {
-            "summary": "The HTML dashboard",
+            "summary": "Dashboard: overview (health, counts, stage flow, charts, jobs, batches)",
+            "description": "An HTML page without data (loads without a key); its parts come from /dashboard/fragments/.",
+            "security": [],
             "responses": {
                 "200": {"description": "HTML page", "content": {"text/html": {}}}
+            },
+        }
+    },
+    "/dashboard/review": {
+        "get": {
+            "summary": "Dashboard: near-duplicate review",
+            "description": "An HTML page without data (loads without a key); its parts come from /dashboard/fragments/.",
+            "security": [],
+            "responses": {
+                "200": {"description": "HTML page", "content": {"text/html": {}}}
+            },
+        }
+    },
+    "/dashboard/problems": {
+        "get": {
+            "summary": "Dashboard: files in ERROR (retry) and SKIPPED",
+            "description": "An HTML page without data (loads without a key); its parts come from /dashboard/fragments/.",
+            "security": [],
+            "responses": {
+                "200": {"description": "HTML page", "content": {"text/html": {}}}
+            },
+        }
+    },
+    "/dashboard/files": {
+        "get": {
+            "summary": "Dashboard: search files by name, state and capture date",
+            "description": "An HTML page without data (loads without a key); its parts come from /dashboard/fragments/.",
+            "security": [],
+            "responses": {
+                "200": {"description": "HTML page", "content": {"text/html": {}}}
+            },
+        }
+    },
+    "/dashboard/fragments/health": {
+        "get": {
+            "summary": "HTML fragment: Component state pills",
+            "parameters": [],
+            "responses": {
+                **{"200": {"description": "HTML page", "content": {"text/html": {}}}},
+                **COMMON,
+            },
+        }
+    },
+    "/dashboard/fragments/status": {
+        "get": {
+            "summary": "HTML fragment: Counts by state, stage flow, waiting files",
+            "parameters": [],
+            "responses": {
+                **{"200": {"description": "HTML page", "content": {"text/html": {}}}},
+                **COMMON,
+            },
+        }
+    },
+    "/dashboard/fragments/activity": {
+        "get": {
+            "summary": "HTML fragment: Running jobs and batches on their way",
+            "parameters": [],
+            "responses": {
+                **{"200": {"description": "HTML page", "content": {"text/html": {}}}},
+                **COMMON,
+            },
+        }
+    },
+    "/dashboard/fragments/charts": {
+        "get": {
+            "summary": "HTML fragment: Chart data (intake by outcome, library growth, storage)",
+            "parameters": [{"name": "span", "in": "query", "schema": STR}],
+            "responses": {
+                **{"200": {"description": "HTML page", "content": {"text/html": {}}}},
+                **COMMON,
+            },
+        }
+    },
+    "/dashboard/fragments/groups": {
+        "get": {
+            "summary": "HTML fragment: Near-duplicate groups with previews and buttons",
+            "parameters": [{"name": "after", "in": "query", "schema": STR}],
+            "responses": {
+                **{"200": {"description": "HTML page", "content": {"text/html": {}}}},
+                **COMMON,
+            },
+        }
+    },
+    "/dashboard/fragments/errors": {
+        "get": {
+            "summary": "HTML fragment: Files in ERROR with retry buttons",
+            "parameters": [{"name": "after", "in": "query", "schema": STR}],
+            "responses": {
+                **{"200": {"description": "HTML page", "content": {"text/html": {}}}},
+                **COMMON,
+            },
+        }
+    },
+    "/dashboard/fragments/skipped": {
+        "get": {
+            "summary": "HTML fragment: SKIPPED files and why",
+            "parameters": [{"name": "after", "in": "query", "schema": STR}],
+            "responses": {
+                **{"200": {"description": "HTML page", "content": {"text/html": {}}}},
+                **COMMON,
+            },
+        }
+    },
+    "/dashboard/fragments/files": {
+        "get": {
+            "summary": "HTML fragment: File search results",
+            "parameters": [
+                {"name": "q", "in": "query", "schema": STR},
+                {"name": "status", "in": "query", "schema": STR},
+                {"name": "since", "in": "query", "schema": STR},
+                {"name": "until", "in": "query", "schema": STR},
+                {"name": "after", "in": "query", "schema": STR},
+            ],
+            "responses": {
+                **{"200": {"description": "HTML page", "content": {"text/html": {}}}},
+                **COMMON,
             },
         }
     },

@@ -21,17 +21,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from pipeline.models import Batch, BatchStatus, FileStatus
+from pipeline.models import Batch, BatchStatus, File, FileStatus, database_proxy
 from web.app import create_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
 from live import serve_app  # noqa: E402
 
 from tests.conftest import add_file
+from tests.pipeline.test_review import near_pair, photo, take
 
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
 CHROMIUM_FLAGS = (
@@ -146,6 +145,7 @@ class Chromium:
         page.send("Page.enable")
         page.send("Runtime.enable")
         page.send("Log.enable")
+        page.send("Network.enable")
         page.send("Page.addScriptToEvaluateOnNewDocument", {"source": ALERT_TRAP})
         return page
 
@@ -256,6 +256,45 @@ class Page:
                     found.append(params["entry"])
         return found
 
+    def requested_urls(self) -> list[str]:
+        """Every URL this tab asked for (documents, scripts, fetches, images)."""
+        mine = [e for e in self.browser.events if e.get("sessionId") == self.session]
+        return [
+            e["params"]["request"]["url"]
+            for e in mine
+            if e.get("method") == "Network.requestWillBeSent"
+        ]
+
+    def press_tab(self) -> str:
+        """Press Tab; returns a description of the newly focused element."""
+        for kind in ("keyDown", "keyUp"):
+            self.send(
+                "Input.dispatchKeyEvent",
+                {
+                    "type": kind,
+                    "key": "Tab",
+                    "code": "Tab",
+                    "windowsVirtualKeyCode": 9,
+                },
+            )
+        return self.eval(
+            "(() => { const e = document.activeElement;"
+            " return e ? (e.id || e.tagName + ':' + e.textContent.trim()) : ''; })()"
+        )
+
+    def press_enter(self) -> None:
+        for kind in ("keyDown", "keyUp"):
+            self.send(
+                "Input.dispatchKeyEvent",
+                {
+                    "type": kind,
+                    "key": "Enter",
+                    "code": "Enter",
+                    "windowsVirtualKeyCode": 13,
+                    **({"text": "\r"} if kind == "keyDown" else {}),
+                },
+            )
+
     def screenshot(self) -> bytes:
         return base64.b64decode(
             self.send("Page.captureScreenshot", {"format": "png"})["data"]
@@ -290,84 +329,207 @@ def open_page(browser: Chromium) -> Iterator[Callable[[str], Page]]:
         page.close()
 
 
-def make_jpeg(path: Path, seed: int) -> Path:
-    pixels = np.random.default_rng(seed).integers(0, 255, (64, 64, 3), dtype=np.uint8)
-    Image.fromarray(pixels, "RGB").save(path, "JPEG", quality=90)
-    return path
+# What every control on the pages must have: a name a screen reader can read out.
+UNLABELLED = """[...document.querySelectorAll('button, a[href], input, select')]
+  .filter(e => !e.closest('[hidden]'))
+  .filter(e => {
+    const label = e.getAttribute('aria-label') || e.textContent.trim()
+      || (e.id && document.querySelector('label[for="' + e.id + '"]'));
+    return !label || e.tabIndex < 0;
+  }).map(e => e.outerHTML.slice(0, 80))"""
 
 
-def test_page_shows_real_counts_and_keeps_a_hostile_name_as_text(
+def populate(svc: Any) -> dict[str, Any]:
+    """A daemon with a bit of everything, files real on disk where it matters."""
+    inbox = svc.ctx.roots.inbox
+    big, small = near_pair(svc, 11)
+    big2, dup = near_pair(svc, 12)
+    lone = take(svc, photo(inbox / "lone.jpg", 13))
+    for n in range(3):
+        add_file(svc, f"sorted_{n}.jpg", FileStatus.SORTED, size=2_000_000)
+    add_file(svc, "copy.jpg", FileStatus.DUPLICATE, size=4096)
+    failed = add_file(
+        svc, HOSTILE, FileStatus.ERROR, error="hash: <b>bad</b> & unreadable"
+    )
+    add_file(svc, "notes.txt", FileStatus.SKIPPED, error="not a photo or video")
+    svc.ctx.writer.call(
+        lambda: Batch.create(
+            name="batch_000001",
+            status=BatchStatus.SYNCING,
+            file_count=2,
+            size_bytes=4_000_000,
+            bytes_needed=1_000_000,
+            progress=75.0,
+        )
+    )
+    return {
+        "big": big,
+        "small": small,
+        "big2": big2,
+        "dup": dup,
+        "lone": lone,
+        "failed": failed,
+    }
+
+
+def check_page(page: Page, base: str, shots: Path, name: str) -> None:
+    """Common checks: no errors, only the daemon asked, labelled controls, a screenshot."""
+    page.wait_for("document.body.dataset.refreshed")
+    assert page.js_errors() == []
+    assert page.eval("window.__alerts") == []
+    host = base.split("://", 1)[1]
+    foreign = [
+        u
+        for u in page.requested_urls()
+        if not (u.startswith(base + "/") or u.startswith("blob:" + base + "/"))
+        and u != "about:blank"
+        # Chromium's own icons (the date picker's) are data: URLs: no network.
+        and not u.startswith("data:")
+    ]
+    assert foreign == [], f"requests to hosts other than {host}"
+    assert page.eval(UNLABELLED) == []
+    shot = shots / f"{name}.png"
+    shot.write_bytes(page.screenshot())
+    assert (
+        shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    )
+
+
+def test_every_page_loads_with_data_and_no_errors(
     service: Callable[..., Any], open_page: Callable[[str], Page], tmp_path: Path
 ) -> None:
     svc = service()
-    for n in range(3):
-        add_file(svc, f"photo_{n}.jpg", FileStatus.UNIQUE, size=2048)
-    add_file(svc, "copy.jpg", FileStatus.DUPLICATE, size=4096)
-    add_file(svc, HOSTILE, FileStatus.ERROR, error="hash: <b>bad</b> & unreadable")
-    svc.ctx.writer.call(
-        lambda: Batch.create(name="batch_000001", status=BatchStatus.SYNCING)
-    )
-
+    made = populate(svc)
     with serve_app(create_app(svc.app_state())) as url:
         page = open_page(url + "/dashboard")
-        page.wait_for("document.getElementById('files-total').textContent === '5'")
-
-        counts = page.eval(
-            "Object.fromEntries([...document.querySelectorAll('#files-by-status dd')]"
-            ".map(d => [d.dataset.status, d.textContent]))"
-        )
-        assert (
-            counts["UNIQUE"] == "3"
-            and counts["DUPLICATE"] == "1"
-            and counts["ERROR"] == "1"
-        )
-        assert page.text("#count-unique") == "3"
+        page.wait_for("!!document.getElementById('count-library')")
+        assert page.text("#count-library") == "3"
+        assert page.text("#count-waiting") == "5"  # big, small, big2, dup, lone
         assert page.text("#count-duplicates") == "1"
-        assert page.text("#batches-total") == "1"
-        # Inbox: three UNIQUE rows of 2048 bytes and the ERROR row of 1000 (still there).
-        assert page.text("#storage-body [data-folder=inbox] td") == "6.98 KiB"
-        assert page.text("#storage-body [data-folder=duplicates_dir] td") == "4.00 KiB"
-        assert page.eval("document.querySelectorAll('#hourly-chart rect').length") == 24
-        bars = page.eval(
-            "[...document.querySelectorAll('#hourly-chart rect')]"
-            ".map(r => Number(r.dataset.count))"
-        )
-        assert sum(bars) == 5 and max(bars) == 5
+        assert page.text("#count-attention") == "1"
         assert "database: ok" in page.text("#components")
         assert page.text("#version") == svc.app_state().version
         assert "batch_000001" in page.text("#sync-list")
+        assert page.eval(
+            "document.querySelector('[data-batch=batch_000001] progress').value"
+        ) == pytest.approx(75)
+        assert page.text("[data-stage=library] .stage-count") == "3"
+        page.wait_for("document.querySelectorAll('#charts canvas').length === 3")
+        page.wait_for("!!window.Chart && !!Chart.getChart('chart-intake')")
+        stacked = page.eval(
+            "Chart.getChart('chart-intake').data.datasets"
+            ".map(d => [d.label, d.data.reduce((a, b) => a + b, 0)])"
+        )
+        assert dict(stacked) == {
+            "library": 3,
+            "on its way": 5,
+            "duplicate": 1,
+            "needs attention": 1,
+            "skipped": 1,
+        }
+        assert page.text("#storage-body [data-folder=sorted_dir] td") == "5.72 MiB"
+        # Live: a new file shows up without reloading the page.
+        page.eval("window.__sameDocument = true")
+        add_file(svc, "late.jpg", FileStatus.SORTED)
+        page.wait_for(
+            "document.getElementById('count-library').textContent === '4'",
+            timeout=12,
+        )
+        assert page.eval("window.__sameDocument") is True
+        check_page(page, url, tmp_path, "overview")
 
-        # The hostile name and message are shown verbatim, and nothing was injected.
+        page = open_page(url + "/dashboard/review")
+        page.wait_for("document.querySelectorAll('[data-group]').length === 2")
+        page.wait_for(
+            "[...document.querySelectorAll('img[data-thumb]')]"
+            ".every(i => i.complete && i.naturalWidth > 0)"
+        )
+        assert page.eval(
+            "[...document.querySelectorAll('img[data-thumb]')].map(i => i.src)"
+            ".every(s => s.startsWith('blob:'))"
+        )
+        group = f"[data-group='{made['big'].id}']"
+        assert made["small"].rel_path in page.text(group)
+        check_page(page, url, tmp_path, "review")
+
+        page = open_page(url + "/dashboard/problems")
+        page.wait_for("!!document.getElementById('errors-body')")
         assert page.text("#errors-body .path") == str(
             Path(svc.settings.paths.inbox) / HOSTILE
         )
         assert page.text("#errors-body .message") == "hash: <b>bad</b> & unreadable"
-        assert page.eval("document.querySelectorAll('img, b').length") == 0
-        assert page.eval("window.__alerts") == []
+        assert page.eval("document.querySelectorAll('main b').length") == 0
+        assert "notes.txt" in page.text("#skipped")
+        check_page(page, url, tmp_path, "problems")
 
-        # New data appears through the periodic fetch, without reloading the page.
-        page.eval("window.__sameDocument = true")
-        add_file(svc, "late.jpg", FileStatus.NEW)
+        page = open_page(url + "/dashboard/files")
+        page.wait_for("!!document.getElementById('files-body')")
+        page.type_into("#q", "lone")
+        page.press_enter()
         page.wait_for(
-            "document.getElementById('files-total').textContent === '6'", timeout=12
+            "document.querySelectorAll('#files-body tr').length === 1"
+            " && document.getElementById('files-body').textContent.includes('lone.jpg')"
         )
-        assert page.eval("window.__sameDocument") is True
-
-        shot = tmp_path / "dashboard.png"
-        shot.write_bytes(page.screenshot())
-        assert (
-            shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-            and shot.stat().st_size > 10_000
+        page.wait_for(
+            "(() => { const i = document.querySelector('#files-body img');"
+            " return i && i.complete && i.naturalWidth > 0; })()"
         )
-        assert page.js_errors() == []
+        page.eval(
+            "document.getElementById('q').value = '';"
+            "document.getElementById('status').value = 'SORTED';"
+            "document.getElementById('status').dispatchEvent("
+            "new Event('change', {bubbles: true}))"
+        )
+        page.wait_for("document.querySelectorAll('#files-body tr').length === 4")
+        check_page(page, url, tmp_path, "files")
 
 
-def test_action_buttons_scan_batch_sort_and_show_errors(
-    service: Callable[..., Any], open_page: Callable[[str], Page]
+def test_review_buttons_keep_both_and_set_aside_by_keyboard_and_mouse(
+    service: Callable[..., Any], open_page: Callable[[str], Page], tmp_path: Path
 ) -> None:
     svc = service()
-    make_jpeg(Path(svc.settings.paths.inbox) / "beach.jpg", seed=1)
+    made = populate(svc)
+    small, dup = made["small"], made["dup"]
+    with serve_app(create_app(svc.app_state())) as url:
+        page = open_page(url + "/dashboard/review")
+        page.wait_for(f"!!document.getElementById('keep-{small.id}')")
 
+        # Keyboard only: Tab reaches "Keep both", Enter presses it.
+        for _ in range(60):
+            if page.press_tab() == f"keep-{small.id}":
+                break
+        else:
+            raise AssertionError("Tab never reached the keep button")
+        page.press_enter()
+        page.wait_for(f"!document.getElementById('keep-{small.id}')")
+        page.wait_for(
+            "document.getElementById('flash').textContent.startsWith('Kept ')"
+        )
+        row = File.get_by_id(small.id)
+        assert row.near_duplicate_of is None and row.status == FileStatus.UNIQUE
+        assert Path(row.current_path).exists()
+        assert database_proxy.execute_sql(
+            "SELECT low, high FROM near_keeps"
+        ).fetchall() == [(made["big"].id, small.id)]
+
+        source = Path(dup.current_path)
+        content = source.read_bytes()
+        page.click(f"#dup-{dup.id}")
+        page.wait_for("!!document.getElementById('no-groups')")
+        moved = File.get_by_id(dup.id)
+        assert moved.status == FileStatus.DUPLICATE
+        assert moved.duplicate_of == made["big2"].id
+        assert not source.exists()
+        assert Path(moved.current_path).parent == svc.ctx.roots.duplicates_dir
+        assert Path(moved.current_path).read_bytes() == content
+        check_page(page, url, tmp_path, "review-done")
+
+
+def test_run_now_buttons_post_json_and_report(
+    service: Callable[..., Any], open_page: Callable[[str], Page], tmp_path: Path
+) -> None:
+    svc = service()
+    photo(Path(svc.settings.paths.inbox) / "beach.jpg", seed=1)
     with serve_app(create_app(svc.app_state())) as url:
         page = open_page(url + "/dashboard")
         page.wait_for("document.body.dataset.refreshed")
@@ -377,70 +539,44 @@ def test_action_buttons_scan_batch_sort_and_show_errors(
             "document.getElementById('action-message').textContent"
             ".startsWith('Inbox scan job #')"
         )
-        page.wait_for("document.getElementById('count-unique').textContent === '1'")
         page.wait_for(
-            "document.getElementById('job-dedup-line').textContent.includes('DONE')"
+            "document.getElementById('count-waiting').textContent === '1'", timeout=15
         )
-
         page.click("#act-batch")
         page.wait_for(
             "document.getElementById('action-message').textContent"
-            ".startsWith('Created batch_000001: 1 file')"
+            " === 'Created batch_000001: 1 file.'"
         )
-        page.wait_for(
-            "!!document.querySelector('#sync-list [data-batch=batch_000001]')"
-        )
-        assert page.text("#batches-total") == "1"
-        page.wait_for(
-            "document.getElementById('announcer').textContent.startsWith('Created batch_000001')"
-        )
-
         page.click("#act-sync")
         message = page.wait_for(
             "(() => { const t = document.getElementById('action-message').textContent;"
             " return t.startsWith('Start sync failed') && t; })()"
         )
-        assert (
-            message
-            == "Start sync failed: Syncthing is disabled (syncthing.enabled: false)"
-        )
-        assert (
-            page.eval("document.getElementById('action-message').className") == "error"
-        )
-
+        assert "Syncthing is disabled" in message
         page.click("#act-cleanup")
         page.wait_for(
             "/^Cleanup dry run: \\d+ actions? would be taken\\.$/"
             ".test(document.getElementById('action-message').textContent)"
         )
-
-        # Syncthing is off, so a CREATED batch goes straight to sorting.
         page.click("#act-sort")
         page.wait_for(
-            "document.getElementById('action-message').textContent.startsWith('Sort job #')"
+            "document.getElementById('count-library').textContent === '1'", timeout=15
         )
-        page.wait_for(
-            "document.getElementById('job-sort-line').textContent.includes('DONE')"
-        )
-        page.wait_for(
-            "document.querySelector('#files-by-status [data-status=SORTED]').textContent === '1'"
-        )
+        assert File.get().status == FileStatus.SORTED
         assert page.js_errors() == []
 
 
-def test_key_prompt_rejects_a_wrong_key_then_accepts_the_right_one(
-    service: Callable[..., Any], open_page: Callable[[str], Page]
+def test_key_is_asked_once_and_sent_only_as_a_header(
+    service: Callable[..., Any], open_page: Callable[[str], Page], tmp_path: Path
 ) -> None:
     svc = service(auth={"enabled": True, "api_key": KEY})
-    add_file(svc, "a.jpg", FileStatus.UNIQUE)
-
+    made = populate(svc)
     with serve_app(create_app(svc.app_state())) as url:
-        page = open_page(url + "/dashboard")
-        # The page and its assets hold no data: they load without a key, the API does not.
-        assert page.eval("document.title") == "Media Pipeline dashboard"
+        page = open_page(url + "/dashboard/review")
+        assert page.eval("document.title").startswith("Review near-duplicates")
         page.wait_for("!document.getElementById('auth').hidden")
-        assert page.text("#files-total") == "–"
         assert page.eval("document.activeElement.id") == "key-input"
+        assert page.eval("document.querySelectorAll('[data-group]').length") == 0
 
         page.type_into("#key-input", "wrong-" + KEY)
         page.click("#key-submit")
@@ -448,14 +584,26 @@ def test_key_prompt_rejects_a_wrong_key_then_accepts_the_right_one(
             "(() => { const t = document.getElementById('auth-error').textContent;"
             " return t.startsWith('The API key was not accepted') && t; })()"
         )
-        assert "missing or invalid API key" in error
         assert KEY not in error
-        assert page.text("#files-total") == "–"
 
         page.type_into("#key-input", KEY)
         page.click("#key-submit")
+        page.wait_for("document.querySelectorAll('[data-group]').length === 2")
         page.wait_for("document.getElementById('auth').hidden")
-        page.wait_for("document.getElementById('files-total').textContent === '1'")
+        # Previews need the key too: fetched with the header, shown as blob: URLs.
+        page.wait_for(
+            "[...document.querySelectorAll('img[data-thumb]')]"
+            ".every(i => i.complete && i.naturalWidth > 0)"
+        )
+        page.click(f"#keep-{made['small'].id}")
+        page.wait_for(f"!document.getElementById('keep-{made['small'].id}')")
+        assert File.get_by_id(made["small"].id).near_duplicate_of is None
+
+        # Asked once: another page of the same tab uses the stored key.
+        page.goto(url + "/dashboard")
+        page.wait_for("!!document.getElementById('count-library')")
+        assert page.eval("document.getElementById('auth').hidden") is True
+        assert page.eval("document.cookie") == ""
+        assert all(KEY not in u for u in page.requested_urls())
         assert page.eval("sessionStorage.getItem('mediaPipeline.apiKey')") == KEY
-        assert KEY not in page.eval("location.href")
-        assert page.js_errors() == []
+        check_page(page, url, tmp_path, "overview-auth")

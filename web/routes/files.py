@@ -1,4 +1,4 @@
-"""GET /api/files (paginated by id), GET /api/files/{id}, GET /api/duplicates."""
+"""GET /api/files (paginated by id), GET /api/files/{id}."""
 
 from __future__ import annotations
 
@@ -69,50 +69,7 @@ async def one_file(request: Request) -> JSONResponse:
     return ok({"file": file_dict(row)})
 
 
-def near_groups(limit: int) -> list[dict[str, Any]]:
-    """Each flagged image with the accepted image it resembles, grouped by the latter."""
-    flagged = list(
-        File.select()
-        .where(File.near_duplicate_of.is_null(False))
-        .order_by(File.near_duplicate_of, File.id)
-        .limit(limit)
-    )
-    originals = {
-        r.id: r
-        for r in File.select().where(
-            File.id.in_({f.near_duplicate_of for f in flagged})
-        )
-    }
-    groups: dict[int, dict[str, Any]] = {}
-    for row in flagged:
-        base = originals.get(row.near_duplicate_of)
-        group = groups.setdefault(
-            row.near_duplicate_of,
-            {
-                "file": _brief(base) if base else {"id": row.near_duplicate_of},
-                "similar": [],
-            },
-        )
-        group["similar"].append({**_brief(row), "distance": row.near_distance})
-    return list(groups.values())
-
-
-def _brief(row: File) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "path": row.current_path,
-        "status": row.status,
-        "size": row.size,
-    }
-
-
-async def duplicates(request: Request) -> JSONResponse:
-    limit = int_param(request, "limit", 500, 1, 5000)
-    return ok({"groups": await threaded(near_groups, limit)})
-
-
 routes = [
     Route("/api/files", files, methods=["GET"]),
     Route("/api/files/{id}", one_file, methods=["GET"]),
-    Route("/api/duplicates", duplicates, methods=["GET"]),
 ]
