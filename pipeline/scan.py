@@ -18,7 +18,7 @@ from typing import Any
 from pipeline.context import Context
 from pipeline.intake import walk_inbox
 from pipeline.jobs import JobHandle
-from pipeline.models import File, FileStatus
+from pipeline.models import File, FileStatus, database_proxy
 from pipeline.stages import intake_stages, run_inline
 
 SETTLED = (FileStatus.UNIQUE, FileStatus.ERROR)
@@ -27,18 +27,27 @@ MIN_WAIT_SECONDS = 60.0
 
 
 def settled_paths(paths: list[str], statuses: tuple[str, ...] = SETTLED) -> set[str]:
-    """Paths with a row in `statuses` whose file has not changed since it was seen."""
-    rows = File.select(File.current_path, File.size, File.mtime_ns).where(
-        File.current_path.in_(paths), File.status.in_(statuses)
+    """Paths with a row in `statuses` whose file has not changed since it was seen.
+
+    Raw SQL: the watcher asks this for every file of a folder moved into the inbox,
+    and building the query through peewee cost over a millisecond per path.
+    """
+    if not paths:
+        return set()
+    sql = (
+        "SELECT current_path, size, mtime_ns FROM files"
+        f" WHERE current_path IN ({', '.join('?' * len(paths))})"
+        f" AND status IN ({', '.join('?' * len(statuses))})"
     )
+    rows = database_proxy.connection().execute(sql, (*paths, *statuses))
     settled = set()
-    for row in rows:
+    for path, size, mtime_ns in rows:
         try:
-            st = os.lstat(row.current_path)
+            st = os.lstat(path)
         except OSError:
             continue
-        if (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns):
-            settled.add(row.current_path)
+        if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+            settled.add(path)
     return settled
 
 

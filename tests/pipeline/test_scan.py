@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ from typing import Any
 
 from pipeline.context import Context
 from pipeline.models import File, FileStatus
-from pipeline.scan import scan_inbox
+from pipeline.scan import scan_inbox, settled_paths
 from tests.pipeline.mediafixtures import make_jpeg
 
 
@@ -100,3 +101,59 @@ def test_settled_files_are_taken_without_waiting(
         ctx, Handle(), clock=lambda: now, sleep=sleeps.append  # type: ignore[arg-type]
     )
     assert result["unique"] == 1 and sleeps == []
+
+
+# -- settled_paths: which inbox paths need no new look ------------------------
+
+
+def row(ctx: Context, path: Path, status: str) -> None:
+    st = path.stat()
+    ctx.writer.call(
+        lambda: File.create(
+            original_path=str(path),
+            rel_path=path.name,
+            current_path=str(path),
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            status=status,
+        )
+    )
+
+
+def test_unchanged_rows_in_the_statuses_are_settled(ctx: Context) -> None:
+    inbox = ctx.roots.inbox
+    paths = {}
+    for name, status in (
+        ("unique.jpg", FileStatus.UNIQUE),
+        ("error.jpg", FileStatus.ERROR),
+        ("new.jpg", FileStatus.NEW),
+        ("changed.jpg", FileStatus.UNIQUE),
+        ("gone.jpg", FileStatus.UNIQUE),
+    ):
+        paths[name] = inbox / name
+        paths[name].write_bytes(name.encode())
+        row(ctx, paths[name], status)
+    unknown = inbox / "unknown.jpg"
+    unknown.write_bytes(b"x")
+    with open(paths["changed.jpg"], "ab") as f:
+        f.write(b" more")
+    os.unlink(paths["gone.jpg"])
+
+    asked = [str(p) for p in (*paths.values(), unknown)]
+    assert settled_paths(asked) == {
+        str(paths["unique.jpg"]),
+        str(paths["error.jpg"]),
+    }
+    in_inbox = settled_paths(asked, FileStatus.IN_INBOX)
+    assert in_inbox == {str(paths[n]) for n in ("unique.jpg", "error.jpg", "new.jpg")}
+
+
+def test_no_paths_asks_nothing(ctx: Context) -> None:
+    assert settled_paths([]) == set()
+
+
+def test_a_path_with_sql_characters_is_only_data(ctx: Context) -> None:
+    odd = ctx.roots.inbox / "it's (1) %_.jpg"
+    odd.write_bytes(b"odd")
+    row(ctx, odd, FileStatus.UNIQUE)
+    assert settled_paths([str(odd), "' OR 1=1 --"]) == {str(odd)}
