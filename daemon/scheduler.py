@@ -120,14 +120,24 @@ class Scheduler:
             self.now("sort")
 
     def sync_tick(self) -> None:
+        # The poll first: it never waits on a scan or on a hand-over in progress.
+        self.syncthing_state = sync.poll(self.ctx)
+        move = False
         if self.ctx.settings.syncthing.auto_start:
             try:
-                sync.start_sync(self.ctx)
+                move = bool(sync.prepare_start(self.ctx))
             except (sync.NotReady, SyncthingError) as exc:
                 # Recorded on the batches (or seen by the poll): keep following
                 # the batches already handed over.
                 logger.bind(event="sync").warning("batches not handed over: {}", exc)
-        self.syncthing_state = sync.poll(self.ctx)
+        if move or sync.rescans_due(self.ctx):
+            # Moves and scans (minutes, or a hang) run on the job's own thread; a
+            # sync job already running is left to finish, never doubled.
+            self.jobs.start(
+                "sync",
+                lambda h: sync.sync_job(self.ctx, h, move=move),
+                {"auto": True, "move": move},
+            )
         if self.ctx.settings.sort.auto:
             self.now("sort")
 

@@ -1,14 +1,20 @@
 """Handing batches to Syncthing and following them until every required device holds them.
 
-`start_sync` moves a CREATED batch folder into `paths.sync_dir` (file by file through
-fsops), marks it SYNCING and asks Syncthing to rescan it. `poll` checks every SYNCING
-batch with `sync_check.check_batch` and marks it SYNCED only when that check confirms.
+`prepare_start` checks, quickly and without waiting on Syncthing's scans, what a
+hand-over would do (for an API answer); `sync_job` does it: moves CREATED batch
+folders into `paths.sync_dir` (file by file through fsops), marks them SYNCING and asks
+Syncthing to rescan them, and rescans batches the poll found missing from the local
+index. Scans can take minutes (or hang), so they run only there, on the job's thread,
+outside the hand-over lock. `poll` checks every SYNCING batch with
+`sync_check.check_batch` and marks it SYNCED only when that check confirms; it never
+takes the lock and never waits on a scan.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +23,7 @@ from loguru import logger
 from pipeline.batch import MANIFEST, SUMS
 from pipeline.context import Context
 from pipeline.fsops import MoveRequest, remove_empty_tree
+from pipeline.jobs import JobHandle
 from pipeline.models import Batch, BatchStatus, File, FileStatus, utcnow
 from pipeline.sync_check import BatchFile, check_batch, required_devices
 from pipeline.syncthing import (
@@ -27,6 +34,8 @@ from pipeline.syncthing import (
 
 _lock = threading.Lock()
 RESCAN_AFTER_SECONDS = 60.0
+# The longest an API request waits for Syncthing (the folder-type check).
+QUICK_TIMEOUT = 5.0
 
 
 class SyncDisabled(Exception):
@@ -41,14 +50,41 @@ class UnsafeFolder(NotReady):
     """The Syncthing folder would let a remote device change or delete a batch here."""
 
 
+def prepare_start(ctx: Context, batch_id: int | None = None) -> list[Batch]:
+    """What a hand-over would move now, checked without waiting on a scan or the lock.
+
+    Raises SyncDisabled, LookupError (unknown `batch_id`), NotReady (not CREATED),
+    UnsafeFolder (recorded on the batches) or SyncthingError (the folder type could
+    not be read with one quick call, `QUICK_TIMEOUT` at most).
+    """
+    _require_enabled(ctx)
+    batches = _startable(batch_id)
+    if batches:
+        _ensure_send_only(ctx, batches, quick=True)
+    return batches
+
+
 def start_sync(ctx: Context, batch_id: int | None = None) -> list[Batch]:
-    """Move CREATED batches (or just `batch_id`) into the Syncthing folder.
+    """Hand over CREATED batches (or just `batch_id`) and rescan them, on this thread.
+
+    What `sync_job` runs; blocks for as long as Syncthing's scans take. Raises like
+    `prepare_start`; the batches stay where they are unless the folder is Send Only.
+    """
+    moved = hand_over(ctx, batch_id)
+    for batch in moved:
+        if batch.status == BatchStatus.SYNCING:
+            _request_scan(ctx, batch)
+    return [Batch.get_by_id(b.id) for b in moved]
+
+
+def hand_over(ctx: Context, batch_id: int | None = None) -> list[Batch]:
+    """Move CREATED batches (or just `batch_id`) into the Syncthing folder; no scan.
 
     Raises UnsafeFolder (and records it on the batches, which stay where they are)
-    unless the Syncthing folder is Send Only.
+    unless the Syncthing folder is Send Only. Holds the hand-over lock for the moves
+    only.
     """
-    if ctx.syncthing is None:
-        raise SyncDisabled("Syncthing is disabled (syncthing.enabled: false)")
+    _require_enabled(ctx)
     with _lock:
         batches = _startable(batch_id)
         if batches:
@@ -56,14 +92,64 @@ def start_sync(ctx: Context, batch_id: int | None = None) -> list[Batch]:
         return [_hand_over(ctx, b) for b in batches]
 
 
-def _ensure_send_only(ctx: Context, batches: list[Batch]) -> None:
+def sync_job(
+    ctx: Context, handle: JobHandle, batch_id: int | None = None, move: bool = True
+) -> dict[str, Any]:
+    """The `sync` job: hand over (when `move`), then rescan, reporting progress.
+
+    Rescans the batches just handed over and the SYNCING ones the poll found
+    missing from the local index (`rescans_due`). Its result lists both.
+    """
+    moved = hand_over(ctx, batch_id) if move else []
+    handed = [b for b in moved if b.status == BatchStatus.SYNCING]
+    due = _due_for_rescan(ctx, exclude={b.id for b in handed})
+    handle.set_total(len(moved) + len(handed) + len(due))
+    handle.advance(len(handed), len(moved) - len(handed))
+    for batch in [*handed, *due]:
+        failed = not _request_scan(ctx, batch)
+        handle.advance(0 if failed else 1, 1 if failed else 0)
+    names = ", ".join(b.name for b in handed) or "none"
+    return {
+        "handed_over": [b.id for b in handed],
+        "not_moved": [b.id for b in moved if b.status != BatchStatus.SYNCING],
+        "rescanned": [b.id for b in [*handed, *due]],
+        "message": f"handed over to Syncthing: {names}; {len(due)} batch(es) rescanned",
+    }
+
+
+def rescans_due(ctx: Context) -> bool:
+    """True when the poll found a SYNCING batch Syncthing has not indexed yet."""
+    return bool(_scans_of(ctx).due)
+
+
+def _due_for_rescan(ctx: Context, exclude: set[int]) -> list[Batch]:
+    scans = _scans_of(ctx)
+    ids = [i for i in sorted(scans.due) if i not in exclude]
+    if not ids:
+        return []
+    rows = Batch.select().where(Batch.id.in_(ids), Batch.status == BatchStatus.SYNCING)
+    found = list(rows.order_by(Batch.id))
+    scans.due.difference_update(ids)
+    return found
+
+
+def _require_enabled(ctx: Context) -> None:
+    if ctx.syncthing is None:
+        raise SyncDisabled("Syncthing is disabled (syncthing.enabled: false)")
+
+
+def _ensure_send_only(ctx: Context, batches: list[Batch], quick: bool = False) -> None:
     # Any other type carries a deletion made on a remote device into sync_dir: the
     # batch, not yet sorted, would be gone here too. Syncthing's default type is
     # Send & Receive, so this is the mistake to expect.
-    folder_id = ctx.settings.syncthing.folder_id
+    st = ctx.settings.syncthing
+    folder_id = st.folder_id
     ids = [b.id for b in batches]
+    # An API answer waits for one short call at most, never the client's retries.
+    limits = {"timeout": min(st.timeout_seconds, QUICK_TIMEOUT), "retries": 0}
     try:
-        kind = str(ctx.syncthing.folder(folder_id).get("type") or "of unknown type")
+        answer = ctx.syncthing.folder(folder_id, **(limits if quick else {}))
+        kind = str(answer.get("type") or "of unknown type")
     except SyncthingError as exc:
         reason = describe(exc)
         ctx.writer.call(lambda: _set_many(ids, last_error=reason))
@@ -142,7 +228,6 @@ def _hand_over(ctx: Context, batch: Batch) -> Batch:
     log.bind(status=BatchStatus.SYNCING).info(
         "{} moved into the Syncthing folder", batch.name
     )
-    _request_scan(ctx, batch)
     return Batch.get_by_id(batch.id)
 
 
@@ -154,12 +239,33 @@ def _set_many(batch_ids: list[int], **values: Any) -> None:
     Batch.update(updated_at=utcnow(), **values).where(Batch.id.in_(batch_ids)).execute()
 
 
-_last_scan: dict[int, float] = {}
+class _Scans:
+    """When each batch was last scanned, and which the poll found unindexed.
+
+    The next sync job rescans the `due` ones (the poll itself never waits on a
+    scan). One per database (keyed by its writer), so batch ids never mix.
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[int, float] = {}
+        self.due: set[int] = set()
 
 
-def _request_scan(ctx: Context, batch: Batch) -> None:
+_scans: weakref.WeakKeyDictionary[Any, _Scans] = weakref.WeakKeyDictionary()
+_scans_lock = threading.Lock()
+
+
+def _scans_of(ctx: Context) -> _Scans:
+    with _scans_lock:
+        found = _scans.get(ctx.writer)
+        if found is None:
+            found = _scans[ctx.writer] = _Scans()
+        return found
+
+
+def _request_scan(ctx: Context, batch: Batch) -> bool:
     """Ask Syncthing to rescan the batch; a failure is recorded, the poll retries."""
-    _last_scan[batch.id] = time.monotonic()
+    _scans_of(ctx).last[batch.id] = time.monotonic()
     try:
         ctx.syncthing.scan(ctx.settings.syncthing.folder_id, sub=batch.name)
     except SyncthingError as exc:
@@ -168,6 +274,8 @@ def _request_scan(ctx: Context, batch: Batch) -> None:
         logger.bind(event="sync", batch_id=batch.id).warning(
             "rescan of {} failed: {}", batch.name, exc
         )
+        return False
+    return True
 
 
 def batch_files(batch: Batch, folder: Path) -> list[BatchFile]:
@@ -185,11 +293,15 @@ def poll(ctx: Context) -> str:
     if ctx.syncthing is None:
         return "disabled"
     state = "ok"
+    devices: list[str] | None = None
     for batch in (
         Batch.select().where(Batch.status == BatchStatus.SYNCING).order_by(Batch.id)
     ):
         try:
-            check_one(ctx, batch)
+            if devices is None:  # asked once per poll, shared by every batch
+                st = ctx.settings.syncthing
+                devices = required_devices(ctx.syncthing, st.folder_id, st.device_ids)
+            check_one(ctx, batch, devices)
         except SyncthingError as exc:
             message = describe(exc)
             ctx.writer.call(lambda b=batch, m=message: _set(b.id, last_error=m))
@@ -202,12 +314,16 @@ def poll(ctx: Context) -> str:
     return state
 
 
-def check_one(ctx: Context, batch: Batch) -> bool:
-    """Update one batch's progress; True when it is now SYNCED."""
+def check_one(ctx: Context, batch: Batch, devices: list[str] | None = None) -> bool:
+    """Update one batch's progress; True when it is now SYNCED.
+
+    `devices`: the required devices, when the caller already asked for them.
+    """
     st = ctx.settings.syncthing
     folder = ctx.roots.sync_dir / batch.name
     files = batch_files(batch, folder)
-    devices = required_devices(ctx.syncthing, st.folder_id, st.device_ids)
+    if devices is None:
+        devices = required_devices(ctx.syncthing, st.folder_id, st.device_ids)
     verdict = check_batch(ctx.syncthing, st.folder_id, batch.name, files, devices)
     log = logger.bind(event="sync", batch_id=batch.id)
     if not verdict.synced:
@@ -219,8 +335,10 @@ def check_one(ctx: Context, batch: Batch) -> bool:
                 last_error=verdict.detail or None,
             )
         )
-        if time.monotonic() - _last_scan.get(batch.id, 0) > RESCAN_AFTER_SECONDS:
-            _request_scan(ctx, batch)
+        scans = _scans_of(ctx)
+        since = time.monotonic() - scans.last.get(batch.id, -RESCAN_AFTER_SECONDS)
+        if not verdict.indexed and since > RESCAN_AFTER_SECONDS:
+            scans.due.add(batch.id)
         log.debug("{} not yet synced: {}", batch.name, verdict.detail)
         return False
     ctx.writer.call(lambda: _mark_synced(batch.id, verdict.bytes_total))

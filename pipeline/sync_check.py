@@ -28,7 +28,7 @@ trusted after it. A device that holds the batch but is disconnected is not in
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 
@@ -58,6 +58,7 @@ class SyncVerdict:
     progress: float
     missing_devices: tuple[str, ...]
     detail: str
+    indexed: bool = True  # False while a batch file is missing from the local index
 
 
 class SyncthingAPI(Protocol):
@@ -144,7 +145,8 @@ def check_batch(
         missing = tuple(d for d in required if d in unconfigured or d in still_needing)
     offline = _disconnected(client, still_needing) if still_needing else []
     detail = _detail(batch_name, unconfigured, local_problems, still_needing, offline)
-    return _verdict(synced, bytes_total, max(needed_by.values()), missing, detail)
+    verdict = _verdict(synced, bytes_total, max(needed_by.values()), missing, detail)
+    return replace(verdict, indexed=not local_problems)
 
 
 def _local_problem(entry: dict[str, Any] | None, size: int) -> str | None:

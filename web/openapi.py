@@ -260,16 +260,29 @@ PATHS: dict[str, Any] = {
     },
     "/api/sync/start": {
         "post": {
-            "summary": "Move CREATED batches (or one) into the Syncthing folder",
+            "summary": "Start the sync job: hand CREATED batches (or one) to Syncthing",
+            "description": (
+                "Answers at once: moving the batches into the Syncthing folder and "
+                "Syncthing's rescan run in the `sync` job (while one runs, its job is "
+                "the answer). `batches` are those the job hands over, as they are "
+                "now (CREATED). The preconditions are checked before answering, with "
+                "at most one quick call to Syncthing (the folder type)."
+            ),
             "requestBody": _body({"batch_id": INT}),
             "responses": {
                 "202": _response(
-                    "batches handed over",
-                    _obj(batches={"type": "array", "items": _ref("Batch")}),
+                    "the job, and the batches it hands over",
+                    _obj(
+                        job=_ref("Job"),
+                        batches={"type": "array", "items": _ref("Batch")},
+                    ),
                 ),
                 "404": _error("unknown batch"),
-                "409": _error("Syncthing disabled, or the batch is not CREATED"),
-                "502": _error("Syncthing failed"),
+                "409": _error(
+                    "Syncthing disabled, the batch is not CREATED, or the Syncthing "
+                    "folder is not Send Only"
+                ),
+                "502": _error("Syncthing did not answer the folder-type check"),
                 **COMMON,
             },
         }

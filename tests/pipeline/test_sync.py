@@ -15,7 +15,7 @@ import pytest
 
 from pipeline import batch as batches
 from pipeline import sync
-from pipeline.models import Batch, BatchStatus, File, FileStatus
+from pipeline.models import Batch, BatchStatus, File, FileStatus, Job, JobStatus
 from pipeline.syncthing import SyncthingClient, SyncthingError
 from tests.conftest import wait_until
 
@@ -29,6 +29,7 @@ class FakeSyncthing:
         self.sync_dir = sync_dir
         self.fault: str | None = None
         self.lacking: set[str] = set()  # names the remote does not hold yet
+        self.unindexed: set[str] = set()  # names not in the local index yet
         self.calls: list[str] = []
         self.folder_type = "sendonly"
         self.broken: set[str] = set()  # paths that answer 500
@@ -79,7 +80,7 @@ class FakeSyncthing:
 
     def file_info(self, name: str) -> httpx.Response:
         path = self.sync_dir / name
-        if not path.exists():
+        if not path.exists() or name in self.unindexed:
             return httpx.Response(404, text="No such object in the index")
         info = {"size": path.stat().st_size, "deleted": False, "version": ["x:1"]}
         held = [] if name in self.lacking else [{"id": REMOTE, "fromTemporary": False}]
@@ -104,11 +105,12 @@ def stack(service: Any) -> tuple[Any, FakeSyncthing]:
     return svc, fake
 
 
-def make_batch(svc: Any, n: int = 2) -> Batch:
+def make_batch(svc: Any, n: int = 2, tag: str = "") -> Batch:
+    """A CREATED batch of `n` new files `dir/{tag}f{k}.bin` (`tag` keeps them unique)."""
     for k in range(n):
-        path = svc.ctx.roots.inbox / f"dir/f{k}.bin"
+        path = svc.ctx.roots.inbox / f"dir/{tag}f{k}.bin"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(f"content {k}".encode() * 100)
+        path.write_bytes(f"{tag}content {k}".encode() * 100)
         svc.submit(path)
     wait_until(
         lambda: File.select().where(File.status == FileStatus.UNIQUE).count() == n
@@ -237,3 +239,43 @@ def test_a_folder_that_is_not_send_only_gets_no_batch(
     fake.folder_type = "sendonly"
     (moved,) = sync.start_sync(svc.ctx)
     assert moved.status == BatchStatus.SYNCING and moved.last_error is None
+
+
+def test_poll_never_scans_and_the_sync_job_rescans_what_is_not_indexed(
+    stack: Any,
+) -> None:
+    svc, fake = stack
+    made = make_batch(svc)
+    (moved,) = sync.hand_over(svc.ctx)  # moved, not scanned
+    assert moved.status == BatchStatus.SYNCING and "/rest/db/scan" not in fake.calls
+    fake.unindexed = {f"{made.name}/dir/f0.bin"}
+    assert sync.poll(svc.ctx) == "ok"
+    assert "/rest/db/scan" not in fake.calls  # the poll only notes it
+    assert sync.rescans_due(svc.ctx)
+    assert "not in the local Syncthing index" in Batch.get_by_id(made.id).last_error
+
+    svc.scheduler.sync_tick()  # auto_start is off: a job that only rescans
+    job = Job.select().where(Job.kind == "sync").get()
+    svc.jobs.wait(job.id, 20)
+    job = Job.get_by_id(job.id)
+    assert job.status == JobStatus.DONE, job.message
+    assert json.loads(job.result)["rescanned"] == [made.id]
+    assert json.loads(job.result)["handed_over"] == []
+    assert fake.calls.count("/rest/db/scan") == 1 and not sync.rescans_due(svc.ctx)
+
+    sync.poll(svc.ctx)  # still not indexed, but just rescanned: not again yet
+    assert not sync.rescans_due(svc.ctx)
+    fake.unindexed = set()
+    sync.poll(svc.ctx)
+    assert Batch.get_by_id(made.id).status == BatchStatus.SYNCED
+
+
+def test_a_remote_that_lacks_files_is_not_a_reason_to_rescan(stack: Any) -> None:
+    svc, fake = stack
+    made = make_batch(svc)
+    sync.hand_over(svc.ctx)
+    fake.lacking = {f"{made.name}/dir/f1.bin"}
+    sync.poll(svc.ctx)
+    assert not sync.rescans_due(svc.ctx)
+    svc.scheduler.sync_tick()
+    assert Job.select().where(Job.kind == "sync").count() == 0

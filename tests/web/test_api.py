@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from pipeline.models import ConfigChange, File, FileStatus
+from pipeline.models import Batch, BatchStatus, ConfigChange, File, FileStatus
 from tests.conftest import wait_until
 from tests.pipeline.mediafixtures import make_jpeg
 from web.app import all_routes, create_app
@@ -391,7 +391,9 @@ def test_sync_routes_with_a_syncthing_that_answers(service: Any) -> None:
         fake.folder_type = "sendonly"
         started = client.post("/api/sync/start", json={"batch_id": made.id})
         assert started.status_code == 202
-        assert started.json()["data"]["batches"][0]["status"] == "SYNCING"
+        assert started.json()["data"]["batches"][0]["id"] == made.id
+        assert started.json()["data"]["job"]["kind"] == "sync"
+        wait_until(lambda: Batch.get_by_id(made.id).status == BatchStatus.SYNCING)
         again = client.post("/api/sync/start", json={"batch_id": made.id})
         is_error(again, 409, "CONFLICT")
         rows = client.get("/api/sync/status").json()["data"]["batches"]

@@ -7,8 +7,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from pipeline import sync
+from pipeline import jobs, sync
 from pipeline.batch import batch_dict
+from pipeline.models import Job
 from pipeline.syncthing import SyncthingError
 from web.errors import ApiError, ok
 from web.routes.common import Body, body, state, threaded
@@ -19,10 +20,17 @@ class SyncStart(Body):
 
 
 async def start(request: Request) -> JSONResponse:
+    """202 with the `sync` job at once; the moves and Syncthing's rescan run in it.
+
+    The preconditions are answered here (409 disabled, not CREATED or not Send Only;
+    404 unknown batch; 502 folder type unreadable in one quick call): they never wait
+    on a scan, a hand-over in progress or the client's retries.
+    """
     params = await body(request, SyncStart)
-    ctx = state(request).ctx
+    app = state(request)
+    ctx = app.ctx
     try:
-        moved = await threaded(sync.start_sync, ctx, params.batch_id)
+        waiting = await threaded(sync.prepare_start, ctx, params.batch_id)
     except sync.SyncDisabled as exc:
         raise ApiError(409, str(exc)) from None
     except sync.NotReady as exc:
@@ -30,8 +38,20 @@ async def start(request: Request) -> JSONResponse:
     except LookupError as exc:
         raise ApiError(404, str(exc)) from None
     except SyncthingError as exc:
-        raise ApiError(502, f"Syncthing: {exc}") from None
-    return ok({"batches": [batch_dict(b) for b in moved]}, 202)
+        raise ApiError(502, sync.describe(exc)) from None
+    job, _ = await threaded(
+        app.jobs.start,
+        "sync",
+        lambda h: sync.sync_job(ctx, h, params.batch_id),
+        params.model_dump(),
+    )
+    return ok(
+        {
+            "job": await threaded(lambda: jobs.job_dict(Job.get_by_id(job.id))),
+            "batches": [batch_dict(b) for b in waiting],
+        },
+        202,
+    )
 
 
 async def status(request: Request) -> JSONResponse:
