@@ -350,6 +350,12 @@ def _job_summary(kind: str, job: dict[str, Any]) -> str:
         errors = sum(r.get("errors", 0) for r in reports)
         dup_text = f", {dups} duplicates" if dups else ""
         return f"sort: {sorted_} sorted{dup_text}, {errors} errors{took}"
+    if kind == "sync" and "handed_over" in result:
+        handed, rescanned = len(result["handed_over"]), len(result["rescanned"])
+        return (
+            f"sync: {handed} batches handed to Syncthing, {rescanned} rescanned, "
+            f"{job.get('errors') or 0} errors{took}"
+        )
     if kind == "dedup" and "found" in result:
         text = (
             f"dedup: {result['found']} files in the inbox, "

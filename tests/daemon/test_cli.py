@@ -195,5 +195,13 @@ def test_summaries_of_every_trigger() -> None:
     assert summarize("cleanup", {"actions": actions}) == (
         "cleanup: 2 actions (2 remove_temp), 1 left in place"
     )
-    other = job("DONE", kind="sync", done=2, finished_at="2026-11-30T22:00:00.5Z")
-    assert summarize("sync", {"job": other}) == "sync: done, 2 items, 0 errors in 0.5 s"
+    other = job("DONE", kind="cleanup", done=2, finished_at="2026-11-30T22:00:00.5Z")
+    assert summarize("cleanup", {"job": other}) == (
+        "cleanup: done, 2 items, 0 errors in 0.5 s"
+    )
+    result = {"handed_over": [4], "not_moved": [], "rescanned": [4, 2]}
+    synced = {**job("DONE", kind="sync", finished_at="2026-11-30T22:00:00.5Z")}
+    synced["result"] = result
+    assert summarize("sync", {"job": synced}) == (
+        "sync: 1 batches handed to Syncthing, 2 rescanned, 0 errors in 0.5 s"
+    )
