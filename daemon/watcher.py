@@ -333,10 +333,17 @@ class InboxWatcher:
                 self._scan_subtree(d)
         for path in dirty:
             self._observe(path)
-        for path in self._collect_ready():
+        ready = self._collect_ready()
+        for path in ready:
             if self._stop_event.is_set():
                 break
             self._announce(path)
+        if ready:
+            # One line per tick, not per file: a phone dump of thousands of files
+            # would otherwise cost more in logging than in hashing.
+            self._log.bind(event="intake", status="settled").info(
+                "{} files finished arriving and were taken in", len(ready)
+            )
 
     def _collect_ready(self) -> list[Path]:
         now = self._clock()

@@ -126,8 +126,11 @@ def register(ctx: Context, path: Path) -> Item | None:
     item, change = ctx.writer.call(lambda: _upsert(ctx, path, rel, st, reason))
     if change is not None:
         status, file_id, what = change
-        logger.bind(event="intake", file_id=file_id, status=status).info(
-            "{} {}{}", what, rel, f" skipped: {reason}" if reason else ""
+        # A new file is routine (the watcher logs one line per group of them); a
+        # skip or a change is worth a line of its own.
+        level = "DEBUG" if status == FileStatus.NEW and what == NEW_FILE else "INFO"
+        logger.bind(event="intake", file_id=file_id, status=status).log(
+            level, "{} {}{}", what, rel, f" skipped: {reason}" if reason else ""
         )
     return item
 
@@ -142,6 +145,7 @@ _INSERT = (
     "INSERT INTO files (original_path, rel_path, current_path, size, mtime_ns, status,"
     " error, attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
 )
+NEW_FILE = "new file"
 # (new status, file id, what happened) when the row was made or its status set.
 _Change = tuple[str, int, str] | None
 
@@ -157,7 +161,7 @@ def _upsert(
         now = sql_time(utcnow())
         values = (str(path), rel, str(path), st.st_size, st.st_mtime_ns, status)
         file_id = con.execute(_INSERT, (*values, reason, now, now)).lastrowid
-        return (None if reason else Item(file_id, path)), (status, file_id, "new file")
+        return (None if reason else Item(file_id, path)), (status, file_id, NEW_FILE)
     file_id, size, mtime_ns, old, sha256, phash = found
     unchanged = (size, mtime_ns) == (st.st_size, st.st_mtime_ns)
     if unchanged and old != FileStatus.SKIPPED:

@@ -566,3 +566,28 @@ def test_a_missing_inbox_is_reported_and_its_memory_kept(
     os.rename(tmp_path / "away", inbox)
     assert watcher.scan() == 0
     assert rec.count(path) == 1
+
+
+def test_a_dropped_folder_is_logged_per_group_not_per_file(
+    inbox: Path, tmp_path: Path, make_watcher: Callable[..., InboxWatcher]
+) -> None:
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(str(m)), level="INFO", format="{message}")
+    try:
+        rec = Recorder()
+        watcher = make_watcher(rec)
+        watcher.start()
+        staging = tmp_path / "staging"
+        staging.mkdir()
+        for i in range(200):
+            (staging / f"img_{i:03d}.jpg").write_bytes(b"%d" % i)
+        os.rename(staging, inbox / "drop")
+        assert wait_until(lambda: len(rec.paths()) >= 200)
+        assert settled(watcher)
+    finally:
+        logger.remove(sink)
+    summaries = [line for line in lines if "finished arriving" in line]
+    assert sum(int(line.split()[0]) for line in summaries) == 200
+    assert len(summaries) < 20

@@ -185,3 +185,29 @@ def test_accepted_file_emptied_in_the_inbox_starts_over_and_is_skipped(
     again = take(media_ctx, path)
     assert again.id == row.id and again.status == FileStatus.SKIPPED
     assert again.sha256 is None and again.size == 0 and again.error == EMPTY
+
+
+def test_a_new_file_is_logged_at_debug_a_skip_at_info(media_ctx: Context) -> None:
+    from loguru import logger
+
+    records: list[tuple[str, str]] = []
+    sink = logger.add(
+        lambda m: records.append((m.record["level"].name, m.record["message"])),
+        level="DEBUG",
+    )
+    try:
+        photo = media_ctx.roots.inbox / "a.jpg"
+        photo.write_bytes(b"jpeg-ish")
+        notes = media_ctx.roots.inbox / "notes.txt"
+        notes.write_bytes(b"text")
+        register(media_ctx, photo)
+        register(media_ctx, notes)
+    finally:
+        logger.remove(sink)
+    by_file = {
+        name: level
+        for level, message in records
+        for name in ("a.jpg", "notes.txt")
+        if name in message
+    }
+    assert by_file == {"a.jpg": "DEBUG", "notes.txt": "INFO"}
