@@ -72,8 +72,13 @@ def thumbnail(
 
 
 def describe(src: Path) -> dict[str, object]:
-    """Width, height (upright) and camera of an image, from its header only."""
-    info: dict[str, object] = {"width": None, "height": None, "camera": None}
+    """Width, height (upright), camera and EXIF capture time, from the header only."""
+    info: dict[str, object] = {
+        "width": None,
+        "height": None,
+        "camera": None,
+        "taken": None,
+    }
     if not is_image(Path(src)):
         return info
     try:
@@ -86,7 +91,14 @@ def describe(src: Path) -> dict[str, object]:
                 make = str(exif.get(0x010F, "") or "").strip("\x00 ")
                 model = str(exif.get(0x0110, "") or "").strip("\x00 ")
                 camera = model if model.startswith(make) else f"{make} {model}"
-                info.update(width=width, height=height, camera=camera.strip() or None)
+                taken = str(exif.get_ifd(0x8769).get(0x9003, "") or "").strip("\x00 ")
+                info.update(
+                    width=width,
+                    height=height,
+                    camera=camera.strip() or None,
+                    # "2024:03:07 14:24:05" as written by the camera (no zone).
+                    taken=taken.replace(":", "-", 2) if taken else None,
+                )
     except Exception:
         pass  # unreadable header: shown as unknown
     return info
