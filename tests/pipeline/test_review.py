@@ -89,6 +89,8 @@ def test_groups_are_disjoint_and_paginated(service: Any) -> None:
     # in the index), so no image is in two groups.
     third = take(svc, photo(inbox / "third.jpg", 21, (800, 600), 70))
     assert third.near_duplicate_of == bases[0]
+    indexed = {i for i, _ in svc.ctx.near_index.within(third.phash, 64, 1000)}
+    assert bases[0] in indexed and third.id not in indexed
 
     groups, after = review.near_groups(2)
     assert [g.file_id for g in groups] == bases[:2] and after == bases[1]
