@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from daemon import config_checks
 from pipeline.fsops import write_atomic
 
 DEFAULT_CONFIG_PATH = Path("/etc/media-pipeline/config.yaml")
@@ -149,6 +150,12 @@ class SortSettings(Section):
             raise ValueError(f"unknown placeholder {{{sorted(unknown)[0]}}}")
         if value.startswith("/") or ".." in Path(value).parts:
             raise ValueError("must be a relative path inside sorted_dir")
+        try:  # the sort renders it exactly so; "x{" or "{}" must fail here, not there
+            value.format(
+                year="2024", month="03", day="07", kind="photos", camera="camera"
+            )
+        except (ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise ValueError(f"does not render: {exc}") from None
         return value
 
     @field_validator("timezone")
@@ -263,7 +270,15 @@ def read_dotenv(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
     if not path.is_file():
         return values
-    for line in path.read_text(encoding="utf-8").splitlines():
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError([f".env: is not UTF-8 text (got {str(path)!r})"]) from None
+    except OSError as exc:
+        raise ConfigError(
+            [f".env: cannot read: {exc.strerror} (got {str(path)!r})"]
+        ) from None
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
@@ -311,6 +326,8 @@ def read_raw(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([f"config: file not found (got {str(path)!r})"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"config: is not UTF-8 text (got {str(path)!r})"]) from None
     except OSError as exc:
         raise ConfigError(
             [f"config: cannot read: {exc.strerror} (got {str(path)!r})"]
@@ -357,6 +374,9 @@ def build(
     settings = validate(raw)
     _apply_secrets(settings, environ, read_dotenv(path.parent / ".env"))
     _resolve_paths(settings, path.parent.resolve())
+    found = config_checks.problems(settings)
+    if found:
+        raise ConfigError(found)
     return settings
 
 

@@ -37,6 +37,9 @@ class FileConfigPort:
             raw = self.loaded.raw
             merged = cfg.deep_merge(raw, cfg.unmask_patch(patch, raw))
             try:
+                refused = cfg.config_checks.patch_problems(patch, self.loaded.settings)
+                if refused:
+                    raise cfg.ConfigError(refused)
                 new = cfg.build(merged, self.loaded.path)
             except cfg.ConfigError as exc:
                 raise ValueError(exc.problems) from None

@@ -30,7 +30,7 @@ from tests.web.live import serve_app
 from web.app import create_app
 
 MB = 1024 * 1024
-KEY = "live-key-" + "x" * 16
+KEY = "live-key-" + "x" * 24
 
 LIVE_CHECKS = {
     "batch.auto_create": "test_batch_auto_create_switches_both_ways",

@@ -100,7 +100,7 @@ def test_sigint_also_stops_cleanly(tmp_path: Path) -> None:
 def test_status_trigger_and_version(tmp_path: Path) -> None:
     config = write(
         tmp_path,
-        auth={"enabled": True, "api_key": "t" * 20},
+        auth={"enabled": True, "api_key": "t" * 32},
         intake={"media_only": True},
     )
     assert cli("--version").stdout.strip().startswith("media-pipeline ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -442,10 +443,10 @@ def test_a_path_that_changes_after_planning_is_skipped_and_the_run_goes_on(
 def test_a_temp_dir_overlapping_the_inbox_deletes_nothing_there(
     service: Service, tmp_path: Path
 ) -> None:
-    svc = service(
-        paths={"temp_dir": str(tmp_path / "inbox")},
-        cleanup={"temp_max_age_hours": 0, "min_folder_age_seconds": 0},
-    )
+    # The config refuses overlapping folders (daemon/config_checks.py); cleanup
+    # still defends itself should roots ever arrive that way.
+    svc = service(cleanup={"temp_max_age_hours": 0, "min_folder_age_seconds": 0})
+    svc.ctx.roots = replace(svc.ctx.roots, temp_dir=tmp_path / "inbox")
     inbox = svc.ctx.roots.inbox
     files = [put(inbox / "notes.txt", DAY), put(inbox / "IMG_1.jpg", DAY)]
 
@@ -492,10 +493,9 @@ def test_now_ages_everything_and_actions_serialise_for_the_api(
 def test_a_configured_folder_nested_in_another_is_never_removed(
     service: Service, tmp_path: Path
 ) -> None:
-    svc = service(
-        paths={"batch_dir": str(tmp_path / "inbox" / "batches")},
-        cleanup={"min_folder_age_seconds": 0},
-    )
+    svc = service(cleanup={"min_folder_age_seconds": 0})
+    svc.ctx.roots = replace(svc.ctx.roots, batch_dir=tmp_path / "inbox" / "batches")
+    svc.ctx.roots.batch_dir.mkdir()
     r = svc.ctx.roots
     folder(r.batch_dir / "empty", DAY)
     age(r.batch_dir, DAY)

@@ -187,3 +187,108 @@ def test_wrong_keys_block_guessing_but_not_the_owner(service: Any) -> None:
         )
         # The owner, behind the same address, still gets in with the right key.
         assert client.get("/api/files", headers={"X-API-Key": KEY}).status_code == 200
+
+
+def _put_refused(client: httpx.Client, patch: dict[str, Any], key: str) -> str:
+    answer = client.put("/api/config", json=patch)
+    refused(answer, 400, "VALIDATION_ERROR")
+    message = answer.json()["message"]
+    assert message.startswith(key), message
+    return message
+
+
+def test_the_config_api_cannot_aim_the_daemon_at_other_folders(
+    service: Any, tmp_path: Path
+) -> None:
+    svc = service()
+    before = svc.loaded.path.read_text()
+    temp_before = svc.settings.paths.temp_dir
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("my notes, not a database\n")
+    with serve(svc) as client:
+        for folder in ("/etc", "/etc/cron.d", "/", "/usr/lib", "/var/lib", "/root"):
+            _put_refused(client, {"paths": {"temp_dir": folder}}, "paths.temp_dir")
+        _put_refused(client, {"paths": {"log_dir": "/home"}}, "paths.log_dir")
+        _put_refused(client, {"paths": {"temp_dir": "tmp"}}, "paths.temp_dir")
+        _put_refused(client, {"paths": {"inbox": "~/in"}}, "paths.inbox")
+        inbox = str(svc.settings.paths.inbox)
+        _put_refused(client, {"paths": {"temp_dir": inbox}}, "paths.temp_dir")
+        _put_refused(
+            client, {"paths": {"sorted_dir": inbox + "/sorted"}}, "paths.sorted_dir"
+        )
+        _put_refused(client, {"database": {"path": str(not_a_db)}}, "database.path")
+        _put_refused(client, {"sort": {"template": "x{"}}, "sort.template")
+        _put_refused(client, {"sort": {"template": "{}/{year}"}}, "sort.template")
+    assert svc.loaded.path.read_text() == before
+    assert svc.settings.paths.temp_dir == temp_before
+    assert not_a_db.read_text() == "my notes, not a database\n"
+
+
+def test_a_new_syncthing_url_never_gets_the_stored_key(service: Any) -> None:
+    """The key is not sent to an address the caller picked without knowing the key."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from daemon.config import load
+    from pipeline.syncthing import SyncthingClient
+
+    secret = "st-secret-" + "9" * 20
+    heard: list[str] = []
+
+    class Listener(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            heard.append(self.headers.get("X-API-Key", ""))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"ping": "pong"}')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Listener)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    attacker = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        svc = service(syncthing={"api_key": secret, "url": "http://127.0.0.1:9"})
+        with serve(svc) as client:
+            shown = client.get("/api/config").json()["data"]["config"]
+            for patch in (
+                {"syncthing": {"url": attacker}},
+                {
+                    "syncthing": {
+                        "url": attacker,
+                        "api_key": shown["syncthing"]["api_key"],
+                    }
+                },
+                {"syncthing": {"url": attacker, "api_key": ""}},
+            ):
+                _put_refused(client, patch, "syncthing.api_key")
+            # What the daemon would use after a restart still points where it did.
+            saved = load(svc.loaded.path, environ={}).settings.syncthing
+            assert saved.url == "http://127.0.0.1:9"
+            st = SyncthingClient(saved.url, saved.api_key, retries=0, timeout=2)
+            try:
+                st.ping()
+            except Exception:  # noqa: BLE001 - nothing listens there: expected
+                pass
+            finally:
+                st.close()
+            assert secret not in heard
+            # The owner, who knows the key, may move Syncthing.
+            moved = client.put(
+                "/api/config", json={"syncthing": {"url": attacker, "api_key": secret}}
+            )
+            assert moved.status_code == 200, moved.text
+            # Changing anything else keeps the masked key as before.
+            same = client.put(
+                "/api/config",
+                json={"syncthing": {"api_key": "********", "timeout_seconds": 5}},
+            )
+            assert same.status_code == 200, same.text
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert load(svc.loaded.path, environ={}).settings.syncthing.api_key == secret
