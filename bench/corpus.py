@@ -1,7 +1,8 @@
 """Generate a reproducible corpus of photo-like JPEGs for benchmarks and load tests.
 
 `generate()` writes originals (smooth gradients + shapes + sensor-like noise, with EXIF
-Make/Model/DateTimeOriginal spread over years), exact byte copies in other folders,
+Make/Model/DateTimeOriginal spread over years; with `xmp_frac`, some as edited exports
+whose capture date is only in XMP), exact byte copies in other folders,
 resized + recompressed copies, and a few large (~8 MB) JPEGs. The same seed gives the
 same bytes. CLI: `python -m bench.corpus DEST [-n 2000] [--seed 0] [--manifest PATH]`.
 """
@@ -56,6 +57,7 @@ class CorpusInfo:
     resized_copies: list[tuple[Path, Path]] = field(default_factory=list)
     big: list[Path] = field(default_factory=list)
     videos: list[Path] = field(default_factory=list)  # also in `originals`
+    xmp: list[Path] = field(default_factory=list)  # also in `originals`
     seconds: float = 0.0
 
     @property
@@ -109,6 +111,7 @@ class CorpusInfo:
         doc["resized_copies_list"] = [[rel(c), rel(o)] for c, o in self.resized_copies]
         doc["big_list"] = [rel(p) for p in self.big]
         doc["videos_list"] = [rel(p) for p in self.videos]
+        doc["xmp_list"] = [rel(p) for p in self.xmp]
         return json.dumps(doc, indent=1)
 
 
@@ -124,22 +127,61 @@ class _Job:
     grain: float
     span_seconds: int = DATE_SPAN_SECONDS
     widths: tuple[int, int] = (640, 1600)
+    xmp: bool = False  # an edited export: the capture date only in XMP
 
 
 def _exif_bytes(
-    rng: np.random.Generator, span_seconds: int = DATE_SPAN_SECONDS
-) -> bytes:
+    rng: np.random.Generator,
+    span_seconds: int = DATE_SPAN_SECONDS,
+    edited: bool = False,
+) -> tuple[bytes, bytes | None]:
+    """(EXIF block, XMP packet or None). An edited export keeps Make/Model and
+    only IFD0 DateTime (the time of the edit); its capture date is in XMP."""
     make, model = CAMERAS[int(rng.integers(len(CAMERAS)))]
     taken = DATE_START + timedelta(seconds=int(rng.integers(span_seconds)))
     stamp = taken.strftime("%Y:%m:%d %H:%M:%S")
     exif = Image.Exif()
     exif[ExifTags.Base.Make] = make
     exif[ExifTags.Base.Model] = model
+    if edited:
+        edit = taken + timedelta(days=400, hours=5)
+        exif[ExifTags.Base.DateTime] = edit.strftime("%Y:%m:%d %H:%M:%S")
+        exif[ExifTags.Base.Software] = "Adobe Photoshop Lightroom Classic 12.0"
+        return exif.tobytes(), xmp_packet(taken, edit)
     exif[ExifTags.Base.DateTime] = stamp
     sub = exif.get_ifd(ExifTags.IFD.Exif)
     sub[ExifTags.Base.DateTimeOriginal] = stamp
     sub[ExifTags.Base.DateTimeDigitized] = stamp
-    return exif.tobytes()
+    return exif.tobytes(), None
+
+
+def xmp_packet(taken: datetime, edited: datetime) -> bytes:
+    """An XMP packet as Lightroom exports it: capture dates with the camera's
+    offset, the edit time, and the 2 KiB of padding editors leave for rewrites."""
+    when = taken.strftime("%Y-%m-%dT%H:%M:%S") + ".00+01:00"
+    modified = edited.strftime("%Y-%m-%dT%H:%M:%S") + "+01:00"
+    return (
+        "<?xpacket begin='\ufeff' id='W5M0MpCehiHzreSzNTczkc9d'?>\n"
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="Adobe XMP Core 7.0-c000">\n'
+        ' <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
+        '  <rdf:Description rdf:about=""\n'
+        '    xmlns:xmp="http://ns.adobe.com/xap/1.0/"\n'
+        '    xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/"\n'
+        '    xmlns:dc="http://purl.org/dc/elements/1.1/"\n'
+        '    xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/"\n'
+        '    xmlns:exif="http://ns.adobe.com/exif/1.0/"\n'
+        '    xmlns:crs="http://ns.adobe.com/camera-raw-settings/1.0/"\n'
+        f'   xmp:ModifyDate="{modified}"\n'
+        f'   xmp:CreateDate="{when}"\n'
+        f'   xmp:MetadataDate="{modified}"\n'
+        '   xmp:CreatorTool="Adobe Photoshop Lightroom Classic 12.0 (Windows)"\n'
+        '   dc:format="image/jpeg"\n'
+        f'   photoshop:DateCreated="{when}"\n'
+        f'   exif:DateTimeOriginal="{when}"\n'
+        '   xmpMM:DocumentID="xmp.did:5b1f0c1e-7a1d-4b4e-9c3f-2f6d1f0a9b11"\n'
+        '   crs:Version="15.0" crs:Exposure2012="+0.35" crs:Contrast2012="+12"/>\n'
+        " </rdf:RDF>\n</x:xmpmeta>\n" + " " * 2048 + "\n<?xpacket end='w'?>"
+    ).encode()
 
 
 def _random_colour(rng: np.random.Generator) -> tuple[int, int, int]:
@@ -220,7 +262,9 @@ def _render_original(job: _Job) -> None:
         size = (size[1], size[0])
     img = render_photo(rng, size, job.grain)
     buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality, exif=_exif_bytes(rng, job.span_seconds))
+    exif, xmp = _exif_bytes(rng, job.span_seconds, job.xmp)
+    extra = {} if xmp is None else {"xmp": xmp}
+    img.save(buf, "JPEG", quality=quality, exif=exif, **extra)
     data = buf.getvalue()
     if job.big:
         data = _pad_with_app15(data, job.big_size)
@@ -271,6 +315,7 @@ def generate(
     widths: tuple[int, int] = (640, 1600),
     videos: int = 0,
     video_mb: float = 4.0,
+    xmp_frac: float = 0.0,
 ) -> CorpusInfo:
     """Write `n` JPEG files under `dest` (which must be empty or absent).
 
@@ -279,8 +324,10 @@ def generate(
     padded to `big_size_mb` MiB. `grain` is the noise sigma (0-255 scale): it sets
     the JPEG entropy (bits per pixel), hence decode cost; `widths` bounds the other
     originals' width. `videos` short MP4s of `video_mb` MiB (a movie header with its
-    creation time, then media data) are added as originals. Uses a process pool of
-    `workers` (default: CPUs).
+    creation time, then media data) are added as originals. A `xmp_frac` share of
+    the (not big) originals are edited exports whose capture date is only in XMP
+    (EXIF keeps IFD0 DateTime, the edit time). Uses a process pool of `workers`
+    (default: CPUs).
     """
     started = time.monotonic()
     dest = Path(dest)
@@ -300,11 +347,13 @@ def generate(
             grain,
             int(span_days * 86400),
             tuple(widths),
+            i >= big_files and int((i + 1) * xmp_frac) > int(i * xmp_frac),
         )
         for i in range(n_orig)
     ]
     info = CorpusInfo(dest=dest, originals=[j.path for j in jobs])
     info.big = [j.path for j in jobs if j.big]
+    info.xmp = [j.path for j in jobs if j.xmp]
     small_originals = [j.path for j in jobs if not j.big] or info.originals
     exact_src = _pick(rng, small_originals, n_exact)
     resized_src = _pick(rng, small_originals, n_resized)

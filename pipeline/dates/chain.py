@@ -13,7 +13,6 @@ import os
 import stat
 from collections.abc import Callable, Iterable
 from datetime import datetime, tzinfo
-from typing import TypeVar
 
 from pipeline.dates import makernote, xmp
 from pipeline.dates.exif import CAPTURE_TAGS, MODIFIED_TAGS, ExifTags, read_exif
@@ -31,7 +30,6 @@ from pipeline.dates.values import (
 from pipeline.dates.video import VideoMeta, read_video
 
 Step = Callable[[], Iterable[CaptureDate]]
-T = TypeVar("T")
 
 
 def capture_date(
@@ -122,8 +120,12 @@ def _embedded(
         kind = sniff(reader.head)
         if kind is None:
             return None, None
-        steps, make, model = _sources(reader, kind, path, tz)
-        found = None if today is None else _first_valid(path, steps, today)
+        if kind == "video":
+            found, make, model = _video(reader, path, tz, today)
+        elif kind == "crw":
+            found, make, model = _crw(reader, path, today)
+        else:
+            found, make, model = _image(reader, kind, path, today)
         return found, camera_name(make, model) if camera else None
     except OSError as exc:
         debug(path, "metadata unreadable: {}", exc)
@@ -132,33 +134,48 @@ def _embedded(
         os.close(fd)
 
 
-def _sources(
-    reader: Reader, kind: str, path: StrPath, tz: tzinfo | None
-) -> tuple[list[Step], str | None, str | None]:
-    """The date steps of a file of container `kind`, best first; make and model."""
-    if kind == "crw":
-        return [lambda: makernote.crw_dates(reader)], None, None
-    if kind == "video":
-        meta = _guarded(path, lambda: read_video(reader, tz), VideoMeta())
-        steps: list[Step] = [
-            lambda: xmp.embedded_dates(reader, kind, ExifTags()),
-            lambda: meta.dates,
-        ]
-        return steps, meta.make, meta.model
-    tags = _guarded(path, lambda: read_exif(reader, kind, path), ExifTags())
+Found = tuple[CaptureDate | None, str | None, str | None]  # date, make, model
+
+
+def _image(reader: Reader, kind: str, path: StrPath, today: datetime | None) -> Found:
+    try:
+        tags = read_exif(reader, kind, path)
+    except Exception as exc:  # noqa: BLE001 - any failure means "no EXIF"
+        debug(path, "EXIF unreadable: {}: {}", type(exc).__name__, exc)
+        tags = ExifTags()
+    make, model = tags.text.get("Make"), tags.text.get("Model")
+    if today is None:
+        return None, make, model
+    for found in tags.dates(CAPTURE_TAGS):  # nearly every photo stops here
+        if is_valid(found.when, today):
+            return found, make, model
     steps = [
-        lambda: tags.dates(CAPTURE_TAGS),
         lambda: xmp.embedded_dates(reader, kind, tags),
         lambda: tags.dates(MODIFIED_TAGS),
     ]
     if kind == "jpeg":
         steps.append(lambda: makernote.jpeg_dates(reader))
-    return steps, tags.text.get("Make"), tags.text.get("Model")
+    return _first_valid(path, steps, today), make, model
 
 
-def _guarded(path: StrPath, read: Callable[[], T], default: T) -> T:
+def _video(
+    reader: Reader, path: StrPath, tz: tzinfo | None, today: datetime | None
+) -> Found:
     try:
-        return read()
+        meta = read_video(reader, tz)
     except Exception as exc:  # noqa: BLE001 - any failure means "no metadata"
-        debug(path, "embedded metadata unreadable: {}: {}", type(exc).__name__, exc)
-        return default
+        debug(path, "video metadata unreadable: {}: {}", type(exc).__name__, exc)
+        meta = VideoMeta()
+    if today is None:
+        return None, meta.make, meta.model
+    steps: list[Step] = [
+        lambda: xmp.embedded_dates(reader, "video", ExifTags()),
+        lambda: meta.dates,
+    ]
+    return _first_valid(path, steps, today), meta.make, meta.model
+
+
+def _crw(reader: Reader, path: StrPath, today: datetime | None) -> Found:
+    if today is None:
+        return None, None, None
+    return _first_valid(path, [lambda: makernote.crw_dates(reader)], today), None, None

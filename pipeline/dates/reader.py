@@ -2,8 +2,6 @@
 
 import os
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from pipeline.dates.values import Corrupt, StrPath
 
@@ -60,30 +58,23 @@ class Window:
         return self.reader.read_at(self.base + offset, length)
 
 
-@contextmanager
-def open_regular(path: StrPath) -> Iterator[Reader | None]:
-    """A Reader over `path` if it is (still) a regular file, else None.
-
-    Symlinks are not followed and a FIFO does not block; raises OSError when
-    the file cannot be opened.
-    """
-    fd = os.open(path, OPEN_FLAGS)
+def read_small(path: StrPath, limit: int) -> bytes | None:
+    """At most `limit` bytes of a regular file; None if it is not one (symlinks
+    are not followed, a FIFO does not block), is missing or is bigger."""
     try:
-        opened = os.fstat(fd)
-        yield Reader(fd, opened.st_size) if stat.S_ISREG(opened.st_mode) else None
+        fd = os.open(path, OPEN_FLAGS)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        data = os.pread(fd, st.st_size, 0)
+        return data if len(data) == st.st_size else None
+    except OSError:
+        return None
     finally:
         os.close(fd)
-
-
-def read_small(path: StrPath, limit: int) -> bytes | None:
-    """At most `limit` bytes of a regular file; None if it is not one or too big."""
-    try:
-        with open_regular(path) as reader:
-            if reader is None or reader.size > limit:
-                return None
-            return reader.read_at(0, reader.size)
-    except (OSError, Corrupt):
-        return None
 
 
 _HEIF_BRANDS = frozenset(

@@ -11,7 +11,7 @@ order, whatever prefix the packet binds those namespaces to.
 import re
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from pipeline.dates.containers import (
     boxes,
@@ -45,23 +45,21 @@ _DTD = re.compile(rb"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 _EXTENDED_GUID = re.compile(rb"HasExtendedXMP\s*(?:=\s*[\"']|>)\s*([0-9A-Fa-f]{32})")
 
 
-def packet_dates(packet: bytes) -> list[CaptureDate]:
-    """Capture dates in one XMP packet, best first; [] for a packet with a DTD."""
+def packet_dates(packet: bytes) -> Iterator[CaptureDate]:
+    """Capture dates in one XMP packet, best first, each parsed only when asked
+    for; none for a packet with a DTD."""
     packet = packet[:MAX_XMP]
     if _DTD.search(packet):
-        return []
+        return
     prefixes: dict[bytes, set[bytes]] = {}
     for prefix, uri in _XMLNS.findall(packet):
         prefixes.setdefault(uri, set()).add(prefix)
-    found = []
     for uri, usual, name in _PROPERTIES:
         for prefix in sorted(prefixes.get(uri, set()) | {usual}):
-            value = _property(packet, prefix + b":" + name)
-            parsed = parse_datetime(value)
+            parsed = parse_datetime(_property(packet, prefix + b":" + name))
             if parsed is not None:
-                found.append(CaptureDate(parsed[0], "xmp", parsed[1]))
+                yield CaptureDate(parsed[0], "xmp", parsed[1])
                 break
-    return found
 
 
 def _property(packet: bytes, qname: bytes) -> str | None:
@@ -82,12 +80,10 @@ def _property(packet: bytes, qname: bytes) -> str | None:
     return None if element is None else element[1].decode("ascii", "replace")
 
 
-def embedded_dates(reader: Reader, kind: str, exif: ExifTags) -> list[CaptureDate]:
+def embedded_dates(reader: Reader, kind: str, exif: ExifTags) -> Iterator[CaptureDate]:
     """Dates from the XMP embedded in a file of container `kind`."""
-    found: list[CaptureDate] = []
     for packet in _PACKETS[kind](reader, exif):
-        found.extend(packet_dates(packet))
-    return found
+        yield from packet_dates(packet)
 
 
 # ---------------------------------------------------------------- containers
