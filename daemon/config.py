@@ -189,6 +189,11 @@ class LibrarySettings(Section):
     verify_rate_mb_per_s: float = Field(50, ge=0)
 
 
+class RetrySettings(Section):
+    max_attempts: int = Field(5, ge=0, le=100)
+    backoff_seconds: float = Field(60, gt=0, le=86_400)
+
+
 class AuthSettings(Section):
     enabled: bool = False
     api_key: str = ""
@@ -228,6 +233,7 @@ class Settings(Section):
     cleanup: CleanupSettings = Field(default_factory=CleanupSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
     library: LibrarySettings = Field(default_factory=LibrarySettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     dbui: DbuiSettings = Field(default_factory=DbuiSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

@@ -15,9 +15,10 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from loguru import logger
 
-from pipeline import batch, cleanup, sort, sync, verify
+from pipeline import batch, cleanup, retry, sort, sync, verify
 from pipeline.context import Context
 from pipeline.jobs import Jobs
+from pipeline.store import db_conn
 from pipeline.syncthing import SyncthingError
 
 SORT_INTERVAL = 10.0
@@ -103,6 +104,8 @@ class Scheduler:
             jobs.append(("sort", self.sort_tick, SORT_INTERVAL))
         jobs.append(("cleanup", self.cleanup_tick, s.cleanup.interval_seconds))
         jobs.append(("verify", self.verify_tick, VERIFY_CHECK_INTERVAL))
+        # Always on: retry.* is read when a failure is recorded, so it is live.
+        jobs.append(("retry", self.retry_tick, retry.TICK_SECONDS))
         return jobs
 
     def batch_tick(self) -> None:
@@ -153,6 +156,11 @@ class Scheduler:
                 return
             tried |= ready
             self.jobs.run_inline("sort", lambda h: sort.sort_job(self.ctx, h))
+
+    def retry_tick(self) -> None:
+        """Retry the failed files that are due (a job only when there are some)."""
+        if retry.due_count(db_conn(), self.ctx.clock()):
+            self.jobs.run_inline("retry", lambda h: retry.retry_job(self.ctx, h))
 
     def cleanup_tick(self) -> None:
         cleanup.run_cleanup(self.ctx)

@@ -16,8 +16,10 @@ from typing import Any
 from loguru import logger
 
 from pipeline.context import Context
+from pipeline.failures import record_failure
 from pipeline.fsops import MoveRequest, remove_empty_tree, write_atomic
 from pipeline.models import Batch, BatchStatus, File, FileStatus, iso, utcnow
+from pipeline.store import db_conn, set_batch_status
 
 BUILDING = BatchStatus.BUILDING  # kept: older imports name it here
 MANIFEST = "manifest.json"
@@ -147,10 +149,15 @@ def _build(ctx: Context, batch: Batch) -> Batch | None:
     ]
     for result in ctx.mover.move_many(requests):
         if not result.ok:
-            ctx.writer.call(
-                lambda r=result: _release(r.request.file_id, r.error or "move failed")
+            # Out of the batch, back where it was: a retry makes it UNIQUE again.
+            record_failure(
+                ctx,
+                result.request.file_id,
+                "batch",
+                result.error or "move failed",
+                result.errno,
+                batch=None,
             )
-            log.warning("{} not batched: {}", result.request.src, result.error)
     members = list(File.select().where(File.batch == batch.id).order_by(File.id))
     if not members:
         ctx.writer.call(lambda: Batch.delete_by_id(batch.id))
@@ -168,23 +175,15 @@ def _build(ctx: Context, batch: Batch) -> Batch | None:
     return Batch.get_by_id(batch.id)
 
 
-def _release(file_id: int | None, error: str) -> None:
-    File.update(
-        batch=None,
-        status=FileStatus.ERROR,
-        error=f"batch: {error}",
-        updated_at=utcnow(),
-    ).where(File.id == file_id).execute()
-
-
 def _created(batch_id: int, folder: Path, manifest: dict[str, Any]) -> None:
-    Batch.update(
-        status=BatchStatus.CREATED,
+    set_batch_status(
+        db_conn(),
+        batch_id,
+        BatchStatus.CREATED,
         file_count=manifest["file_count"],
         size_bytes=manifest["size_bytes"],
         location=str(folder),
-        updated_at=utcnow(),
-    ).where(Batch.id == batch_id).execute()
+    )
 
 
 def manifest_entry(folder: Path, row: File) -> dict[str, Any]:

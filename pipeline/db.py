@@ -7,7 +7,10 @@ a caller of `Writer.call` returns only after its write is committed.
 
 from __future__ import annotations
 
+import errno
+import os
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -25,15 +28,41 @@ from pipeline.models import (
     SchemaVersion,
     VerifyRun,
     database_proxy,
+    utcnow,
 )
+from pipeline.store import install_strict_checks
 
 T = TypeVar("T")
 _STOP = object()
 
 
-def open_database(path: Path, busy_timeout_ms: int = 10_000) -> SqliteDatabase:
-    """Open (creating) the database at `path`, bind the models and migrate it."""
-    db = SqliteDatabase(
+STRICT_ENV = "MEDIA_PIPELINE_STRICT_STATES"
+
+
+class PipelineDatabase(SqliteDatabase):
+    """SQLite with, when `strict_states` is set, the transition table as triggers.
+
+    The triggers are TEMP objects, made on every new connection (peewee opens one
+    per thread), so the database file itself never depends on them.
+    """
+
+    strict_states = False
+
+    def _add_conn_hooks(self, conn: sqlite3.Connection) -> None:
+        super()._add_conn_hooks(conn)
+        if self.strict_states:
+            install_strict_checks(conn)
+
+
+def open_database(
+    path: Path, busy_timeout_ms: int = 10_000, strict_states: bool | None = None
+) -> SqliteDatabase:
+    """Open (creating) the database at `path`, bind the models and migrate it.
+
+    `strict_states` (default: $MEDIA_PIPELINE_STRICT_STATES is 1, as in the test
+    suite) makes SQLite reject any status change pipeline/states.py does not allow.
+    """
+    db = PipelineDatabase(
         str(path),
         pragmas={
             "journal_mode": "wal",
@@ -48,6 +77,12 @@ def open_database(path: Path, busy_timeout_ms: int = 10_000) -> SqliteDatabase:
     database_proxy.initialize(db)
     db.connect(reuse_if_open=True)
     migrate(db)
+    if strict_states is None:
+        strict_states = os.environ.get(STRICT_ENV) == "1"
+    if strict_states:
+        # After the migrations, which repair old rows with edges of their own.
+        db.strict_states = True
+        install_strict_checks(db.connection())
     return db
 
 
@@ -92,6 +127,46 @@ def _v4_drop_accepted_sha256(db: SqliteDatabase) -> None:
     # rows), while this partial index had to be rewritten on every status change of
     # every file: it cost more than a third of the sort's database time.
     db.execute_sql("DROP INDEX IF EXISTS files_accepted_sha256")
+
+
+# Stages a failed file's `error` names before its message (`stage: message`).
+_STAGES = ("register", "hash", "dedup", "batch", "sync", "sort")
+# Messages of failures that may pass, as strerror writes them (see failures.py).
+_TRANSIENT = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM)
+
+
+def _v5_retry(db: SqliteDatabase) -> None:
+    # Status names are spelled out: a migration keeps doing what it did when written.
+    # Failed files learn their stage and, for a failure that may pass, are retried
+    # soon after the upgrade; batches that were marked SORTED while some of their
+    # files failed to sort are opened again, so retried files can finish them.
+    add_column(db, "files", "error_stage", "VARCHAR(255)")
+    add_column(db, "files", "next_retry_at", "DATETIME")
+    add_column(db, "batches", "error_stage", "VARCHAR(255)")
+    for stage in _STAGES:
+        db.execute_sql(
+            "UPDATE files SET error_stage = ? WHERE status = 'ERROR'"
+            " AND error_stage IS NULL AND error LIKE ?",
+            (stage, f"{stage}:%"),
+        )
+    now = utcnow().isoformat(" ")
+    for code in _TRANSIENT:
+        db.execute_sql(
+            "UPDATE files SET next_retry_at = ? WHERE status = 'ERROR'"
+            " AND error_stage IS NOT NULL AND error LIKE ?",
+            (now, f"%{os.strerror(code)}%"),
+        )
+    if "synced_at" in column_names(db, "batches"):
+        db.execute_sql(
+            "UPDATE batches SET status = CASE WHEN synced_at IS NULL THEN 'CREATED'"
+            " ELSE 'SYNCED' END, sorted_at = NULL WHERE status = 'SORTED' AND EXISTS"
+            " (SELECT 1 FROM files f WHERE f.batch = batches.id AND f.status = 'ERROR'"
+            " AND f.error_stage = 'sort')"
+        )
+    db.execute_sql(
+        "CREATE INDEX IF NOT EXISTS files_next_retry_at ON files(next_retry_at)"
+        " WHERE next_retry_at IS NOT NULL"
+    )
 
 
 def _v6_stats(db: SqliteDatabase) -> None:
@@ -149,6 +224,7 @@ MIGRATIONS: list[tuple[int, Callable[[SqliteDatabase], None]]] = [
     (2, _v2_indexes),
     (3, _v3_batch_columns),
     (4, _v4_drop_accepted_sha256),
+    (5, _v5_retry),
     (6, _v6_stats),
     (7, _v7_adopt_verify),
     (8, _v8_near_review),

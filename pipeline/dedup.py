@@ -24,6 +24,7 @@ from pipeline.models import (
     utcnow,
 )
 from pipeline.nearindex import informative
+from pipeline.states import check_file_transition
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,11 @@ def decide(ctx: Context, item: Item) -> Decision | None:
         )
         return Decision(FileStatus.DUPLICATE, duplicate_of=match)
     near, distance = _nearest(ctx, item)
+    check_file_transition(row[0], FileStatus.UNIQUE)
     con.execute(
-        "UPDATE files SET status = 'UNIQUE', near_duplicate_of = ?, near_distance = ?,"
+        "UPDATE files SET status = ?, near_duplicate_of = ?, near_distance = ?,"
         " updated_at = ? WHERE id = ?",
-        (near, distance, now, item.file_id),
+        (FileStatus.UNIQUE, near, distance, now, item.file_id),
     )
     # A flagged image stays out of the index: images like it match the one it
     # resembles, so each image is in one review group.

@@ -15,6 +15,7 @@ import errno
 import hashlib
 import os
 import secrets
+import sqlite3
 import stat
 import threading
 from collections.abc import Callable, Iterator
@@ -26,6 +27,8 @@ from loguru import logger
 
 from pipeline.db import Writer
 from pipeline.models import FileStatus, MoveState, database_proxy, sql_time, utcnow
+from pipeline.states import IllegalTransition, check_file_transition
+from pipeline.store import set_file_status
 
 TEMP_PREFIX = ".mp-partial-"
 CHUNK = 1 << 20
@@ -36,7 +39,14 @@ StrPath = str | os.PathLike[str]
 
 
 class MoveError(Exception):
-    """A move that could not be done; the source is untouched."""
+    """A move that could not be done; the source is untouched.
+
+    `errno` is the OSError's when one caused it (see pipeline/failures.py).
+    """
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,7 @@ class MoveResult:
     request: MoveRequest
     final: str | None
     error: str | None = None
+    errno: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -266,6 +277,7 @@ def insert_entries(entries: list[Entry]) -> None:
     does the lot; safe because only the writer thread inserts.
     """
     con = database_proxy.connection()
+    check_transitions(con, entries)
     (top,) = con.execute("SELECT COALESCE(MAX(id), 0) FROM move_journal").fetchone()
     now = sql_time(utcnow())
     for number, entry in enumerate(entries, top + 1):
@@ -279,6 +291,19 @@ def insert_entries(entries: list[Entry]) -> None:
             for e in entries
         ],
     )
+
+
+def check_transitions(con: sqlite3.Connection, entries: list[Entry]) -> None:
+    """Raise IllegalTransition before anything moves if a file may not take its status."""
+    wanted = {e.file_id: e.new_status for e in entries if e.file_id and e.new_status}
+    ids = list(wanted)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        for file_id, old in con.execute(
+            f"SELECT id, status FROM files WHERE id IN ({marks})", chunk
+        ):
+            check_file_transition(old, str(wanted[file_id]))
 
 
 def update_entry(entry: Entry) -> None:
@@ -299,9 +324,9 @@ def finish_rows(done: list[tuple[Entry, str]]) -> None:
     )
     con.executemany(
         "UPDATE files SET current_path = ?, updated_at = ?, status = COALESCE(?, status),"
-        " target_path = CASE WHEN ? = 'SORTED' THEN ? ELSE target_path END WHERE id = ?",
+        " target_path = CASE WHEN ? = ? THEN ? ELSE target_path END WHERE id = ?",
         [
-            (dst, now, e.new_status, e.new_status, dst, e.file_id)
+            (dst, now, e.new_status, e.new_status, FileStatus.SORTED, dst, e.file_id)
             for e, dst in done
             if e.file_id is not None
         ],
@@ -320,10 +345,14 @@ def close_entry(entry: Entry, state: str, error: str | None) -> None:
     )
     entry.state = state
     if state == MoveState.FAILED and entry.file_id is not None:
-        con.execute(
-            "UPDATE files SET status = ?, error = ?, updated_at = ? WHERE id = ?",
-            (FileStatus.ERROR, error, now, entry.file_id),
-        )
+        try:
+            set_file_status(con, entry.file_id, FileStatus.ERROR, error=error)
+        except IllegalTransition:
+            # e.g. a SORTED file set aside on review: it keeps its status, and says why.
+            con.execute(
+                "UPDATE files SET error = ?, updated_at = ? WHERE id = ?",
+                (error, now, entry.file_id),
+            )
 
 
 # the mover ----------------------------------------------------------------------------
@@ -388,7 +417,7 @@ class Mover:
         """Move one file; returns the final destination or raises MoveError."""
         result = self.move_many([request])[0]
         if result.error or result.dst is None:
-            raise MoveError(result.error or "move failed")
+            raise MoveError(result.error or "move failed", result.errno)
         return result.dst
 
     def move_many(self, requests: list[MoveRequest]) -> list[MoveResult]:
@@ -437,7 +466,7 @@ class Mover:
                 entry.tmp = None if link else temp_name(free)
                 planned.append((index, entry))
             except (MoveError, OSError) as exc:
-                results[index] = MoveResult(request, None, _reason(exc))
+                results[index] = MoveResult(request, None, _reason(exc), exc.errno)
         return planned, results, touched
 
     def _reserve(self, dst: str, fresh: bool = False) -> str:
@@ -473,7 +502,9 @@ class Mover:
             except (MoveError, OSError) as exc:
                 settled = self._settle_failure(entry, _reason(exc))
                 if settled is None:
-                    results[index] = MoveResult(requests[index], None, _reason(exc))
+                    results[index] = MoveResult(
+                        requests[index], None, _reason(exc), exc.errno
+                    )
                     continue
                 final = settled
             done.append((entry, final))

@@ -49,7 +49,7 @@ def hash_item(ctx: Context, item: Item) -> Item | None:
         log.info("{} is not a decodable image: kept, without a pHash", item.path)
     item.sha256, item.phash = digest.sha256, image_hash
     updated = ctx.writer.call(lambda: _record(item, digest.size, digest.mtime_ns))
-    log.bind(status="HASHED").debug("hashed {}", item.path)
+    log.bind(status=FileStatus.HASHED).debug("hashed {}", item.path)
     return item if updated else None
 
 
@@ -58,8 +58,9 @@ def _record(item: Item, size: int, mtime_ns: int) -> int:
     # Raw SQL: this runs once per file on the writer thread.
     cursor = database_proxy.connection().execute(
         "UPDATE files SET sha256 = ?, phash = ?, size = ?, mtime_ns = ?,"
-        " status = 'HASHED', updated_at = ? WHERE id = ? AND status = 'NEW'",
-        (item.sha256, item.phash, size, mtime_ns, sql_time(utcnow()), item.file_id),
+        " status = ?, updated_at = ? WHERE id = ? AND status = ?",
+        (item.sha256, item.phash, size, mtime_ns)
+        + (FileStatus.HASHED, sql_time(utcnow()), item.file_id, FileStatus.NEW),
     )
     return cursor.rowcount
 

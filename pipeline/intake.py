@@ -23,6 +23,7 @@ from pipeline.models import (
     sql_time,
     utcnow,
 )
+from pipeline.states import check_file_transition
 
 
 @dataclass
@@ -190,6 +191,7 @@ def _reset(
     ctx: Context, row: File, st: os.stat_result, status: str, reason: str | None
 ) -> None:
     """The file at a known path changed (or is now wanted) before it was batched."""
+    check_file_transition(row.status, status)
     if ctx.near_index is not None:
         ctx.near_index.remove(row.id)
     File.update(

@@ -68,6 +68,8 @@ class Batch(BaseModel):
     synced_at = DateTimeField(null=True)
     sorted_at = DateTimeField(null=True)
     last_error = TextField(null=True)
+    # The stage a batch in ERROR stopped in (`sync`, `sort`): a retry resumes there.
+    error_stage = CharField(null=True)
     updated_at = DateTimeField(default=utcnow)
 
     class Meta:
@@ -92,6 +94,11 @@ class File(BaseModel):
     capture_source = CharField(null=True)
     target_path = TextField(null=True)
     error = TextField(null=True)
+    # The stage an ERROR file failed in; a retry resumes there (pipeline/retry.py).
+    error_stage = CharField(null=True)
+    # When an automatic retry is due; None: only on request.
+    next_retry_at = DateTimeField(null=True)
+    # Retries since the last failure-free run or retry request.
     attempts = IntegerField(default=0)
     # `inbox` (taken in through the pipeline) or `adopted` (recorded in place by
     # pipeline/adopt.py). A SQL default, so raw INSERTs need not name it.

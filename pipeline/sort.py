@@ -9,6 +9,7 @@ clash with identical content makes the file a DUPLICATE; different content gets
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,11 +19,20 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from loguru import logger
+from peewee import fn
 
+from pipeline.batch import location_of
 from pipeline.context import Context
 from pipeline.dates import CaptureDate, capture_date, capture_info
 from pipeline.dates.sidecars import takeout_names
-from pipeline.fsops import MoveRequest, candidate_names, sha256_of, split_suffix
+from pipeline.failures import record_failure
+from pipeline.fsops import (
+    MoveRequest,
+    MoveResult,
+    candidate_names,
+    sha256_of,
+    split_suffix,
+)
 from pipeline.jobs import JobHandle
 from pipeline.media import is_sidecar, media_kind, sidecar_stem
 from pipeline.models import (
@@ -34,6 +44,7 @@ from pipeline.models import (
     sql_time,
     utcnow,
 )
+from pipeline.store import db_conn, set_batch_status
 
 TO_SORT = (FileStatus.BATCHED, FileStatus.SYNCED)
 _Reader = Callable[[str, tzinfo | None], tuple[CaptureDate, str | None]]
@@ -77,7 +88,16 @@ def sortable_batches(ctx: Context, batch_id: int | None = None) -> list[Batch]:
     ready = [BatchStatus.SYNCED]
     if not ctx.settings.syncthing.enabled:
         ready.append(BatchStatus.CREATED)
-    query = Batch.select().where(Batch.status.in_(ready)).order_by(Batch.id)
+    # Only batches with a file to sort: one whose files all failed waits for their
+    # retries instead of being sorted (and logged) again every few seconds.
+    waiting = File.select(File.id).where(
+        File.batch == Batch.id, File.status.in_(TO_SORT)
+    )
+    query = (
+        Batch.select()
+        .where(Batch.status.in_(ready), fn.EXISTS(waiting))
+        .order_by(Batch.id)
+    )
     if batch_id is not None:
         query = query.where(Batch.id == batch_id)
     return list(query)
@@ -206,8 +226,16 @@ def identical_at(target: str, row: Member) -> str | None:
 
 
 def sort_batch(ctx: Context, batch: Batch, dry_run: bool = False) -> dict[str, Any]:
-    """Sort one batch; returns counts and, for a dry run, the plan."""
-    plans = plan_batch(ctx, members_to_sort(batch.id))
+    """Sort one batch; returns counts and, for a dry run, the plan.
+
+    A batch whose folder is gone becomes ERROR (its files stay as they are) until a
+    retry request finds it again. A file that cannot be moved becomes ERROR in the
+    `sort` stage and the batch stays unsorted, with `last_error`, until it is retried.
+    """
+    members = members_to_sort(batch.id)
+    if not dry_run and _folder_gone(ctx, batch, members):
+        return {"batch": batch.name, "sorted": 0, "duplicates": 0, "errors": 1}
+    plans = plan_batch(ctx, members)
     folders: dict[str, bool] = {}  # a folder that is not there yet holds no twin
     for plan in plans:
         folder = os.path.dirname(plan.target)
@@ -220,15 +248,23 @@ def sort_batch(ctx: Context, batch: Batch, dry_run: bool = False) -> dict[str, A
         return {"batch": batch.name, "planned": [_plan_dict(p) for p in plans]}
     ctx.writer.call(lambda: _record_dates(plans))
     moves = [_request(ctx, p) for p in plans]
-    results = ctx.mover.move_many(moves)
+    missing = _missing_root(ctx)
+    if missing is None:
+        results = ctx.mover.move_many(moves)
+    else:
+        results = [MoveResult(m, None, missing, errno.ENOENT) for m in moves]
     failed = [r for r in results if not r.ok]
     for result in failed:
-        ctx.writer.call(
-            lambda r=result: _failed(r.request.file_id, r.error or "move failed")
+        record_failure(
+            ctx,
+            result.request.file_id,
+            "sort",
+            result.error or "move failed",
+            result.errno,
         )
-    ctx.writer.call(lambda: _finish_batch(batch.id, len(failed)))
+    ctx.writer.call(lambda: _finish_batch(batch.id))
     duplicates = sum(1 for p in plans if p.duplicate_of)
-    logger.bind(event="sort", batch_id=batch.id, status="SORTED").info(
+    logger.bind(event="sort", batch_id=batch.id).info(
         "{}: {} sorted, {} duplicates, {} errors",
         batch.name,
         len(plans) - duplicates - len(failed),
@@ -267,25 +303,68 @@ def _record_dates(plans: list[Plan]) -> None:
             ).execute()
 
 
-def _failed(file_id: int | None, error: str) -> None:
-    File.update(
-        status=FileStatus.ERROR, error=f"sort: {error}", updated_at=utcnow()
-    ).where(File.id == file_id).execute()
+def _missing_root(ctx: Context) -> str | None:
+    """Why nothing can be sorted now: a destination root is gone (an unmounted disk?).
+
+    The mover would create the folder anew, filling the disk under the mount point.
+    """
+    for root in (ctx.roots.sorted_dir, ctx.roots.duplicates_dir):
+        if not os.path.isdir(root):
+            return f"destination folder is missing (unmounted?): {root}"
+    return None
 
 
-def _finish_batch(batch_id: int, failures: int) -> None:
-    left = File.select().where(File.batch == batch_id, File.status.in_(TO_SORT)).count()
-    if left:
-        return
-    values: dict[str, Any] = {
-        "status": BatchStatus.SORTED,
-        "sorted_at": utcnow(),
-        "updated_at": utcnow(),
-    }
-    values["last_error"] = (
-        f"{failures} files could not be sorted (see their errors)" if failures else None
+def _folder_gone(ctx: Context, batch: Batch, members: list[Member]) -> bool:
+    """True (and the batch ERROR) when the batch folder and every file to sort are gone."""
+    folder = location_of(ctx, batch)
+    if folder.is_dir() or any(os.path.lexists(m.path) for m in members):
+        return False
+    message = f"batch folder is missing: {folder}; restore it, then retry"
+    ctx.writer.call(
+        lambda: set_batch_status(
+            db_conn(),
+            batch.id,
+            BatchStatus.ERROR,
+            error_stage="sort",
+            last_error=message,
+        )
     )
-    Batch.update(**values).where(Batch.id == batch_id).execute()
+    logger.bind(event="sort", batch_id=batch.id, status=BatchStatus.ERROR).error(
+        "{}: {}", batch.name, message
+    )
+    return True
+
+
+def _finish_batch(batch_id: int) -> None:
+    """SORTED once every file is SORTED or DUPLICATE; else the failures are shown."""
+    conn = db_conn()
+    counts = dict(
+        conn.execute(
+            "SELECT status, COUNT(*) FROM files WHERE batch = ? GROUP BY status",
+            (batch_id,),
+        ).fetchall()
+    )
+    if any(counts.get(s) for s in TO_SORT):
+        return
+    failed = counts.get(FileStatus.ERROR, 0)
+    if not failed:
+        set_batch_status(
+            conn, batch_id, BatchStatus.SORTED, sorted_at=utcnow(), last_error=None
+        )
+        return
+    first = conn.execute(
+        "SELECT error FROM files WHERE batch = ? AND status = ? ORDER BY id LIMIT 1",
+        (batch_id, FileStatus.ERROR),
+    ).fetchone()
+    conn.execute(
+        "UPDATE batches SET last_error = ?, updated_at = ? WHERE id = ?",
+        (
+            f"{failed} file(s) could not be sorted (retried automatically or on"
+            f" request): {first[0]}",
+            sql_time(utcnow()),
+            batch_id,
+        ),
+    )
 
 
 def _plan_dict(plan: Plan) -> dict[str, Any]:

@@ -8,9 +8,10 @@ from loguru import logger
 
 from pipeline.context import Context
 from pipeline.dedup import dedup_item
+from pipeline.failures import errno_of, record_failure
 from pipeline.hash_stage import hash_item
 from pipeline.intake import Item, register
-from pipeline.models import File, FileStatus, utcnow
+from pipeline.models import FileStatus
 from pipeline.runner import Stage
 
 
@@ -30,19 +31,24 @@ def intake_stages(ctx: Context) -> list[Stage]:
 
 
 def record_error(ctx: Context, item: Any, stage: str, exc: BaseException) -> None:
-    """A failing item becomes ERROR with a message; its file stays where it is."""
-    message = f"{stage}: {exc}" if str(exc) else f"{stage}: {type(exc).__name__}"
+    """A failing item becomes ERROR in `stage`; its file stays where it is.
+
+    A failure that may pass (see pipeline/failures.py) is retried automatically.
+    """
+    message = str(exc) or type(exc).__name__
     if not isinstance(item, Item):
-        logger.bind(event=stage, status="ERROR").error("{} failed: {}", item, message)
+        logger.bind(event=stage, status=FileStatus.ERROR).error(
+            "{} failed: {}: {}", item, stage, message
+        )
         return
-    logger.bind(event=stage, file_id=item.file_id, status="ERROR").warning(
-        "{} failed: {}", item.path, message
+    record_failure(
+        ctx, item.file_id, stage, message, errno_of(exc), only_from=_FAILABLE
     )
-    ctx.writer.call(
-        lambda: File.update(status=FileStatus.ERROR, error=message, updated_at=utcnow())
-        .where(File.id == item.file_id, File.status.in_(FileStatus.IN_INBOX))
-        .execute()
-    )
+
+
+# Only a file still on its way through intake becomes ERROR here: one that dedup
+# has already set aside (DUPLICATE) or intake left alone (SKIPPED) keeps its status.
+_FAILABLE = (FileStatus.NEW, FileStatus.HASHED, FileStatus.UNIQUE, FileStatus.ERROR)
 
 
 def run_inline(ctx: Context, stages: list[Stage], item: Any) -> Any:

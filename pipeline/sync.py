@@ -25,6 +25,7 @@ from pipeline.context import Context
 from pipeline.fsops import MoveRequest, remove_empty_tree
 from pipeline.jobs import JobHandle
 from pipeline.models import Batch, BatchStatus, File, FileStatus, utcnow
+from pipeline.store import db_conn, move_files, set_batch_status
 from pipeline.sync_check import BatchFile, check_batch, required_devices
 from pipeline.syncthing import (
     SyncthingError,
@@ -218,9 +219,10 @@ def _hand_over(ctx: Context, batch: Batch) -> Batch:
         return Batch.get_by_id(batch.id)
     remove_empty_tree(src_folder)
     ctx.writer.call(
-        lambda: _set(
+        lambda: set_batch_status(
+            db_conn(),
             batch.id,
-            status=BatchStatus.SYNCING,
+            BatchStatus.SYNCING,
             location=str(dst_folder),
             last_error=None,
         )
@@ -349,18 +351,17 @@ def check_one(ctx: Context, batch: Batch, devices: list[str] | None = None) -> b
 
 
 def _mark_synced(batch_id: int, total: int) -> None:
-    now = utcnow()
-    _set(
+    conn = db_conn()
+    set_batch_status(
+        conn,
         batch_id,
-        status=BatchStatus.SYNCED,
-        synced_at=now,
+        BatchStatus.SYNCED,
+        synced_at=utcnow(),
         progress=100.0,
         bytes_needed=0,
         last_error=None,
     )
-    File.update(status=FileStatus.SYNCED, updated_at=now).where(
-        File.batch == batch_id, File.status == FileStatus.BATCHED
-    ).execute()
+    move_files(conn, FileStatus.BATCHED, FileStatus.SYNCED, "batch = ?", (batch_id,))
 
 
 def sync_status() -> list[dict[str, Any]]:

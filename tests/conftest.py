@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -13,6 +14,10 @@ import pytest
 import yaml
 
 from daemon.config import deep_merge
+
+# Every database the tests open (daemons started as subprocesses too) rejects a
+# status change that pipeline/states.py does not allow.
+os.environ.setdefault("MEDIA_PIPELINE_STRICT_STATES", "1")
 
 FOLDERS = (
     "inbox",

@@ -104,6 +104,9 @@ SCHEMAS: dict[str, Any] = {
         capture_source=STR,
         target_path=STR,
         error=STR,
+        error_stage=STR,
+        next_retry_at=STR,
+        attempts=INT,
         created_at=STR,
         updated_at=STR,
     ),
@@ -137,6 +140,7 @@ SCHEMAS: dict[str, Any] = {
 }
 
 COUNTS = {"type": "object", "additionalProperties": INT}
+_RETRIED = _obj(retried=INT, batches={"type": "array", "items": INT}, job=_ref("Job"))
 
 PATHS: dict[str, Any] = {
     "/health": {
@@ -440,6 +444,34 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": _response("job", _obj(job=_ref("Job"))),
                 "404": _error("unknown id"),
+                **COMMON,
+            },
+        }
+    },
+    "/api/files/{id}/retry": {
+        "post": {
+            "summary": "Retry an ERROR file at the stage it failed in",
+            "parameters": ID_PARAM,
+            "responses": {
+                "202": _response(
+                    "the file (due now) and the retry job",
+                    _obj(file=_ref("File"), job=_ref("Job")),
+                ),
+                "404": _error("unknown id"),
+                "409": _error("the file is not ERROR"),
+                **COMMON,
+            },
+        }
+    },
+    "/api/files/retry": {
+        "post": {
+            "summary": "Retry every (or every listed) ERROR file, and batches in ERROR",
+            "requestBody": _body(
+                {"ids": {"type": "array", "items": INT, "maxItems": 10000}}
+            ),
+            "responses": {
+                "202": _response("files asked for and the retry job", _RETRIED),
+                "200": _response("nothing to retry", _RETRIED),
                 **COMMON,
             },
         }

@@ -122,11 +122,10 @@ def test_keep_clears_the_flag_for_good(service: Any) -> None:
 
     # Decided again (e.g. after a retry), the kept pair is not flagged again ...
     svc.ctx.near_index.remove(small.id)
-    svc.ctx.writer.call(
-        lambda: File.update(status=FileStatus.HASHED)
-        .where(File.id == small.id)
-        .execute()
-    )
+    for status in (FileStatus.NEW, FileStatus.HASHED):  # legal steps only
+        svc.ctx.writer.call(
+            lambda s=status: File.update(status=s).where(File.id == small.id).execute()
+        )
     item = Item(small.id, Path(small.current_path), small.sha256, small.phash)
     decision = svc.ctx.writer.call(lambda: decide(svc.ctx, item))
     assert decision.near_duplicate_of is None
@@ -146,11 +145,12 @@ def test_duplicate_moves_the_file_from_where_it_is_now(
         target = svc.ctx.roots.sorted_dir / "2024" / "05" / "01" / "small11.jpg"
         target.parent.mkdir(parents=True)
         Path(small.current_path).rename(target)
-        svc.ctx.writer.call(
-            lambda: File.update(status=FileStatus.SORTED, current_path=str(target))
-            .where(File.id == small.id)
-            .execute()
-        )
+        for status in (FileStatus.BATCHED, FileStatus.SORTED):  # legal steps only
+            svc.ctx.writer.call(
+                lambda s=status: File.update(status=s, current_path=str(target))
+                .where(File.id == small.id)
+                .execute()
+            )
         small = File.get_by_id(small.id)
     content = Path(small.current_path).read_bytes()
 

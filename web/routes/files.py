@@ -32,6 +32,9 @@ def file_dict(row: File) -> dict[str, Any]:
         "capture_source": row.capture_source,
         "target_path": row.target_path,
         "error": row.error,
+        "error_stage": row.error_stage,
+        "next_retry_at": iso(row.next_retry_at),
+        "attempts": row.attempts,
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }
