@@ -20,10 +20,11 @@ from PIL import Image
 from daemon import config as cfg
 from daemon.scheduler import SORT_INTERVAL
 from pipeline import batch as batches
-from pipeline import sort
+from pipeline import retry, sort
 from pipeline.adopt import adopt_job
 from pipeline.cleanup import run_cleanup
 from pipeline.models import Batch, BatchStatus, File, FileStatus, Job, JobStatus
+from pipeline.store import db_conn
 from tests.conftest import wait_until
 from tests.pipeline.mediafixtures import make_jpeg, make_plain, pattern
 from tests.web.live import serve_app
@@ -50,6 +51,8 @@ LIVE_CHECKS = {
     "intake.media_only": "test_media_only_off_takes_the_skipped_files",
     "library.verify_interval_days": "test_library_verify_keys",
     "library.verify_rate_mb_per_s": "test_library_verify_keys",
+    "retry.max_attempts": "test_retry_keys",
+    "retry.backoff_seconds": "test_retry_keys",
     "auth.enabled": "test_auth_keys",
     "auth.api_key": "test_auth_keys",
 }
@@ -286,6 +289,32 @@ def test_auth_keys(service: Any) -> None:
         assert client.get("/api/files", headers={"X-API-Key": KEY}).status_code == 401
         ok = client.get("/api/files", headers={"X-API-Key": KEY + "2"})
         assert ok.status_code == 200
+
+
+def test_retry_keys(service: Any) -> None:
+    """A failure uses the retry.* values in force when it happens."""
+    svc = service()
+    waiting_file(svc, "a.bin")
+    made = batches.create_batch(svc.ctx)
+    assert made is not None
+    assert put(svc, {"retry": {"backoff_seconds": 1000}}) == []
+    sorted_dir = svc.ctx.roots.sorted_dir
+    sorted_dir.rmdir()  # the library disk is not mounted
+    sort.sort_batch(svc.ctx, Batch.get_by_id(made.id))
+    row = File.get(File.rel_path == "a.bin")
+    assert (row.status, row.error_stage) == (FileStatus.ERROR, "sort")
+    wait = (row.next_retry_at - row.updated_at).total_seconds()
+    assert 750 <= wait <= 1250, wait
+    assert put(svc, {"retry": {"max_attempts": 0}}) == []
+    svc.ctx.writer.call(lambda: retry.request_retry(db_conn(), svc.ctx.clock()))
+    assert retry.run_due(svc.ctx) == {"retried": 1, "failed_again": 1}
+    row = File.get_by_id(row.id)
+    assert row.status == FileStatus.ERROR and row.next_retry_at is None
+    sorted_dir.mkdir()
+    svc.ctx.writer.call(lambda: retry.request_retry(db_conn(), svc.ctx.clock()))
+    assert retry.run_due(svc.ctx) == {"retried": 1, "failed_again": 0}
+    assert File.get_by_id(row.id).status == FileStatus.SORTED
+    assert Batch.get_by_id(made.id).status == BatchStatus.SORTED
 
 
 def test_library_verify_keys(service: Any) -> None:

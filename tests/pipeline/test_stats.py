@@ -126,7 +126,7 @@ def test_a_rolled_back_write_leaves_the_counters_as_they_were(
         before = assert_in_step(tmp_path / "db.sqlite")
 
         def fails() -> None:
-            File.update(status="SORTED").execute()
+            File.update(status="BATCHED").execute()  # a legal edge
             new_file("b")
             raise RuntimeError("boom")
 
