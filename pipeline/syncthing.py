@@ -257,7 +257,8 @@ class SyncthingClient:
         except (json.JSONDecodeError, UnicodeDecodeError):
             snippet = self._redact(response.text[:_BODY_SNIPPET])
             raise SyncthingError(
-                f"{what}: malformed JSON from Syncthing: {snippet!r}",
+                f"{what}: malformed JSON from Syncthing "
+                f"(HTTP {response.status_code}): {snippet!r}",
                 response.status_code,
             ) from None
 
