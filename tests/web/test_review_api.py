@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from pipeline.fsops import TEMP_PREFIX
-from pipeline.models import File, FileStatus, database_proxy
+from pipeline.models import File, FileStatus, LibraryRoot, database_proxy
 from tests.conftest import add_file
 from tests.pipeline.mediafixtures import make_heic
 from tests.pipeline.test_review import near_pair, photo
@@ -103,6 +103,11 @@ def test_thumbnail_is_404_for_what_is_not_a_previewable_image(
         is_error(client.get(f"/api/files/{file_id}/thumbnail"), 404, "NOT_FOUND")
     is_error(client.get("/api/files/abc/thumbnail"), 404, "NOT_FOUND")
     assert not any(svc.ctx.roots.temp_dir.iterdir())
+    # A folder adopted in place may be previewed (read, never written).
+    svc.ctx.writer.call(
+        lambda: LibraryRoot.create(path=str(tmp_path), kind="reference")
+    )
+    jpeg_of(client.get(f"/api/files/{elsewhere}/thumbnail"))
 
 
 def test_duplicates_are_paginated_groups_with_members(api: Any) -> None:

@@ -12,7 +12,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from pipeline import review, thumbnail
-from pipeline.models import File
+from pipeline.models import File, LibraryRoot
 from web.errors import ApiError, ok
 from web.routes.common import Body, body, int_param, path_id, state, threaded
 from web.routes.files import file_dict
@@ -58,15 +58,21 @@ async def resolve(request: Request) -> JSONResponse:
 
 
 def inside_roots(ctx: Any, path: str) -> bool:
-    """Whether `path` (its folder, symlinks resolved) is inside a configured folder."""
+    """Whether `path` (its folder, symlinks resolved) is inside a folder we may read.
+
+    The configured folders, and folders adopted in place (a reference library outside
+    them is read-only to the daemon, but its pictures may be previewed).
+    """
     roots = ctx.roots
     folder = os.path.realpath(os.path.dirname(path))
+    adopted = [r.path for r in LibraryRoot.select(LibraryRoot.path)]
     for root in (
         roots.inbox,
         roots.duplicates_dir,
         roots.batch_dir,
         roots.sync_dir,
         roots.sorted_dir,
+        *adopted,
     ):
         real = os.path.realpath(root)
         if folder == real or folder.startswith(real + os.sep):
