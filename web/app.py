@@ -9,7 +9,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from web import errors, openapi
-from web.auth import ApiKeyMiddleware
+from web.auth import ApiKeyMiddleware, FailureLimiter
 from web.guard import GuardMiddleware
 from web.routes import (
     batches,
@@ -54,10 +54,14 @@ def all_routes() -> list[BaseRoute]:
 def create_app(state: AppState, dbui: Any = None) -> Starlette:
     """The app for `state`; `dbui` (settings with enabled/password) mounts sqlite-web."""
     routes = all_routes()
+    # One count of wrong guesses per client, for API keys and the /dbui password.
+    limiter = FailureLimiter()
     if dbui is not None and dbui.enabled:
         from web.dbui import dbui_mount
 
-        routes.append(dbui_mount(state.ctx.settings.database.path, dbui.password))
+        routes.append(
+            dbui_mount(state.ctx.settings.database.path, dbui.password, limiter)
+        )
     server = state.ctx.settings.server
 
     def allowed_hosts() -> list[str]:
@@ -70,7 +74,12 @@ def create_app(state: AppState, dbui: Any = None) -> Starlette:
         # headers) before the key is even looked at.
         middleware=[
             Middleware(GuardMiddleware, allowed_hosts=allowed_hosts),
-            Middleware(ApiKeyMiddleware, enabled=state.auth_enabled, key=state.api_key),
+            Middleware(
+                ApiKeyMiddleware,
+                enabled=state.auth_enabled,
+                key=state.api_key,
+                limiter=limiter,
+            ),
         ],
     )
     app.state.media = state

@@ -292,3 +292,149 @@ def test_a_new_syncthing_url_never_gets_the_stored_key(service: Any) -> None:
         server.server_close()
         thread.join(5)
     assert load(svc.loaded.path, environ={}).settings.syncthing.api_key == secret
+
+
+DBUI_PASSWORD = "db-pass-" + "7" * 12
+
+
+def _forged_dbui_cookie(secret: str) -> str:
+    """A session cookie saying `authorized`, signed the way Flask signs sessions."""
+    from flask import Flask
+    from flask.sessions import SecureCookieSessionInterface
+
+    signer = Flask("forger")
+    signer.secret_key = secret
+    serializer = SecureCookieSessionInterface().get_signing_serializer(signer)
+    assert serializer is not None
+    return str(serializer.dumps({"authorized": True}))
+
+
+def test_dbui_ignores_a_session_forged_with_the_public_key(service: Any) -> None:
+    svc = service(dbui={"enabled": True, "password": DBUI_PASSWORD})
+    with serve(svc) as client:
+        # sqlite-web's built-in default, readable in its source by anyone.
+        forged = _forged_dbui_cookie("sqlite-database-browser-0.1.0")
+        client.cookies.set("sqlite_web_session", forged)
+        for path in ("/dbui/", "/dbui/files/", "/dbui/query/?sql=select+1"):
+            answer = client.get(path, follow_redirects=False)
+            assert answer.status_code in (302, 303), (path, answer.status_code)
+            assert "/login" in answer.headers["location"]
+
+
+def test_dbui_login_is_throttled_and_constant_time(service: Any) -> None:
+    svc = service(dbui={"enabled": True, "password": DBUI_PASSWORD})
+    with serve(svc) as client:
+        for n in range(20):
+            wrong = client.post(
+                "/dbui/login/", data={"password": f"guess-{n}"}, follow_redirects=False
+            )
+            assert wrong.status_code == 200 and "incorrect" in wrong.text
+            assert client.get("/dbui/", follow_redirects=False).status_code == 302
+        blocked = client.post("/dbui/login/", data={"password": "guess"})
+        refused(blocked, 429, "RATE_LIMITED")
+        # The API shares the count: this client is also blocked from guessing keys.
+        # The owner with the right password is let in even now.
+        login = client.post(
+            "/dbui/login/", data={"password": DBUI_PASSWORD}, follow_redirects=True
+        )
+        assert login.status_code == 200 and "files" in login.text
+        assert client.get("/dbui/", follow_redirects=False).status_code == 200
+
+
+def test_dbui_cannot_write_attach_or_vacuum_into_a_file(
+    service: Any, tmp_path: Path
+) -> None:
+    """issue 19.3: writes through sqlite-web fail in SQLite itself, not just the UI."""
+    from pipeline.models import File
+    from tests.conftest import add_file
+
+    svc = service(dbui={"enabled": True, "password": DBUI_PASSWORD})
+    file_id = add_file(svc, "a.jpg", "UNIQUE")
+    evil_db = tmp_path / "evil.db"
+    copy_db = tmp_path / "copy.db"
+    with serve(svc) as client:
+        login = client.post("/dbui/login/", data={"password": DBUI_PASSWORD})
+        assert login.status_code in (200, 302, 303)
+        assert client.get("/dbui/", follow_redirects=False).status_code == 200
+        for sql in (
+            f"DELETE FROM files WHERE id = {file_id}",
+            "INSERT INTO files (original_path, rel_path, current_path, status)"
+            " VALUES ('x', 'x', 'x', 'NEW')",
+            "UPDATE files SET status = 'ERROR'",
+            "DROP TABLE files",
+            f"ATTACH '{evil_db}' AS evil",
+            f"ATTACH '{evil_db}' AS evil; CREATE TABLE evil.t (x); INSERT INTO"
+            " evil.t VALUES (1)",
+            f"VACUUM INTO '{copy_db}'",
+            "PRAGMA journal_mode = DELETE",
+        ):
+            client.post("/dbui/query/", data={"sql": sql})
+        token = __import__("base64").urlsafe_b64encode(f"[{file_id}]".encode())
+        client.post(f"/dbui/files/delete/{token.decode()}/", data={})
+        # Reading still works.
+        read = client.post("/dbui/query/", data={"sql": "SELECT rel_path FROM files"})
+        assert read.status_code == 200 and "a.jpg" in read.text
+    assert not evil_db.exists() and not copy_db.exists()
+    rows = list(File.select().tuples())
+    assert len(rows) == 1 and File.get_by_id(file_id).status == "UNIQUE"
+    assert svc.settings.database.path.exists()
+
+
+def test_dbui_opens_the_database_read_only_even_without_the_authorizer(
+    service: Any, monkeypatch: Any
+) -> None:
+    """Each layer holds alone: with the authorizer off, SQLite's read-only open refuses."""
+    from pipeline.models import File
+    from tests.conftest import add_file
+    from web import dbui
+
+    monkeypatch.setattr(dbui, "guard_connection", lambda conn: None)
+    svc = service(dbui={"enabled": True, "password": DBUI_PASSWORD})
+    file_id = add_file(svc, "a.jpg", "UNIQUE")
+    with serve(svc) as client:
+        client.post("/dbui/login/", data={"password": DBUI_PASSWORD})
+        for sql in (
+            f"DELETE FROM files WHERE id = {file_id}",
+            "UPDATE files SET status = 'ERROR'",
+            "INSERT INTO files (original_path, rel_path, current_path, status)"
+            " VALUES ('x', 'x', 'x', 'NEW')",
+        ):
+            answer = client.post("/dbui/query/", data={"sql": sql})
+            assert "readonly" in answer.text, sql
+    assert [r.status for r in File.select()] == ["UNIQUE"]
+
+
+def test_the_authorizer_alone_refuses_writes_and_attached_files(tmp_path: Path) -> None:
+    import sqlite3
+
+    from web.dbui import guard_connection
+
+    path = tmp_path / "rw.sqlite"
+    setup = sqlite3.connect(path)
+    setup.execute("CREATE TABLE t (x)")
+    setup.execute("INSERT INTO t VALUES (1)")
+    setup.commit()
+    setup.close()
+    conn = sqlite3.connect(path, isolation_level=None)  # writable on purpose
+    guard_connection(conn)
+    for sql in (
+        "DELETE FROM t",
+        "INSERT INTO t VALUES (2)",
+        "UPDATE t SET x = 3",
+        "CREATE TABLE u (y)",
+        "DROP TABLE t",
+        f"ATTACH '{tmp_path / 'a.db'}' AS a",
+        f"VACUUM INTO '{tmp_path / 'v.db'}'",
+        "PRAGMA user_version = 5",
+        "PRAGMA wal_checkpoint",
+    ):
+        try:
+            conn.execute(sql)
+        except sqlite3.DatabaseError:
+            continue
+        raise AssertionError(f"allowed: {sql}")
+    assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
+    assert conn.execute("PRAGMA table_info(t)").fetchall()
+    assert conn.execute("PRAGMA user_version").fetchone() == (0,)
+    conn.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rw.sqlite"]
