@@ -279,3 +279,20 @@ def test_a_remote_that_lacks_files_is_not_a_reason_to_rescan(stack: Any) -> None
     assert not sync.rescans_due(svc.ctx)
     svc.scheduler.sync_tick()
     assert Job.select().where(Job.kind == "sync").count() == 0
+
+
+def test_a_folder_made_unsafe_after_the_answer_fails_the_job_and_moves_nothing(
+    stack: Any,
+) -> None:
+    svc, fake = stack
+    made = make_batch(svc)
+    assert [b.id for b in sync.prepare_start(svc.ctx)] == [made.id]
+    fake.folder_type = "sendreceive"  # changed between the 202 and the job
+    job, _ = svc.jobs.start("sync", lambda h: sync.sync_job(svc.ctx, h))
+    svc.jobs.wait(job.id, 20)
+    job = Job.get_by_id(job.id)
+    assert job.status == JobStatus.FAILED and "not Send Only" in job.message
+    row = Batch.get_by_id(made.id)
+    assert row.status == BatchStatus.CREATED and "Send Only" in row.last_error
+    assert (svc.ctx.roots.batch_dir / made.name / "dir" / "f0.bin").exists()
+    assert "/rest/db/scan" not in fake.calls
