@@ -29,7 +29,7 @@ from web.app import create_app
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
 from live import serve_app  # noqa: E402
 
-from tests.conftest import add_file
+from tests.conftest import add_file, wait_until
 from tests.pipeline.test_review import near_pair, photo, take
 
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
@@ -607,3 +607,58 @@ def test_key_is_asked_once_and_sent_only_as_a_header(
         assert all(KEY not in u for u in page.requested_urls())
         assert page.eval("sessionStorage.getItem('mediaPipeline.apiKey')") == KEY
         check_page(page, url, tmp_path, "overview-auth")
+
+
+def test_retry_buttons_send_failed_files_back_to_their_stage(
+    service: Callable[..., Any], open_page: Callable[[str], Page], tmp_path: Path
+) -> None:
+    svc = service()
+    inbox = svc.ctx.roots.inbox
+    failed = []
+    for n in range(3):
+        path = photo(inbox / f"failed_{n}.jpg", 60 + n)
+        failed.append(
+            add_file(
+                svc,
+                path.name,
+                FileStatus.ERROR,
+                size=path.stat().st_size,
+                error="hash: [Errno 5] Input/output error",
+                error_stage="hash",
+                attempts=2,
+            )
+        )
+    with serve_app(create_app(svc.app_state())) as url:
+        page = open_page(url + "/dashboard/problems")
+        page.wait_for(f"!!document.getElementById('retry-{failed[0]}')")
+        row = f"#errors-body [data-file='{failed[0]}']"
+        assert "hash" in page.text(row) and "Input/output error" in page.text(row)
+
+        page.click(f"#retry-{failed[0]}")
+        page.wait_for(
+            "document.getElementById('flash').textContent"
+            f" === 'File #{failed[0]} was sent back to its stage.'"
+        )
+        one = wait_until(
+            lambda: File.get_by_id(failed[0]).status == FileStatus.UNIQUE
+            and File.get_by_id(failed[0]),
+            timeout=15,
+        )
+        assert one.sha256 and Path(one.current_path) == inbox / "failed_0.jpg"
+        assert Path(one.current_path).exists()
+        assert File.get_by_id(failed[1]).status == FileStatus.ERROR
+
+        page.click("#retry-all")
+        page.wait_for(
+            "document.getElementById('flash').textContent"
+            " === '2 files sent back to the stage that failed.'"
+        )
+        wait_until(
+            lambda: all(
+                File.get_by_id(i).status == FileStatus.UNIQUE for i in failed[1:]
+            ),
+            timeout=15,
+        )
+        page.wait_for("!!document.getElementById('no-errors')")
+        assert all((inbox / f"failed_{n}.jpg").exists() for n in range(3))
+        check_page(page, url, tmp_path, "problems-done")

@@ -96,16 +96,8 @@ def route_methods() -> dict[str, set[str]]:
     return {r.path: r.methods or set() for r in all_routes() if isinstance(r, Route)}
 
 
-# Built by the recovery work in parallel; removed from here once it is on main.
-PENDING_POSTS = {"/api/files/retry", "/api/files/{id}/retry"}
-
-
 def known_path(path: str, method: str) -> bool:
     """Whether a concrete path (ids filled in) matches a route with `method`."""
-    for pattern in PENDING_POSTS:
-        rx = "^" + re.sub(r"\{[^}]+\}", "[^/]+", pattern) + "$"
-        if method == "POST" and re.match(rx, path) and pattern not in route_methods():
-            return True
     for pattern, methods in route_methods().items():
         rx = "^" + re.sub(r"\{[^}]+\}", "[^/]+", pattern) + "$"
         if re.match(rx, path) and method in methods:

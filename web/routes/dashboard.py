@@ -316,9 +316,8 @@ def row_view(row: File) -> dict[str, Any]:
         "status": row.status,
         "error": row.error,
         "attempts": row.attempts,
-        # Columns added by the retry work, when present.
-        "stage": getattr(row, "error_stage", None),
-        "next_retry_at": getattr(row, "next_retry_at", None),
+        "stage": row.error_stage,
+        "next_retry_at": row.next_retry_at,
         "capture_time": row.capture_time,
         "created_at": row.created_at,
         "image": is_image(path),
