@@ -74,6 +74,22 @@ def server_config(app: Any, server: Any) -> uvicorn.Config:
     )
 
 
+class _Steps:
+    """Milliseconds spent in each start-up step, for the READY log line."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.monotonic()
+        self.ms: dict[str, int] = {}
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self.ms[name] = round((now - self.last) * 1000)
+        self.last = now
+
+    def total(self) -> int:
+        return round((time.monotonic() - self.started) * 1000)
+
+
 class Service:
     """The daemon's parts, started and stopped in order."""
 
@@ -103,16 +119,20 @@ class Service:
 
     def start(self) -> Context:
         s = self.settings
+        steps = _Steps()  # where start-up's seconds go, logged with READY
         ensure_folders(s)
         logs.setup(s.paths.log_dir, s.logging.level, s.logging.rotation_mb)
         for secret in (s.syncthing.api_key, s.auth.api_key, s.dbui.password):
             logs.add_secret(secret)
+        steps.mark("logs")
         db = open_database(s.database.path, s.database.busy_timeout_ms)
+        steps.mark("database")
         writer = Writer(db)
         slots = threading.BoundedSemaphore(s.system.max_parallel_fs_ops)
         mover = fsops.Mover(writer, fs_slots=slots, force_copy=self.force_copy)
         recovered = fsops.recover(writer)
         interrupted = fail_interrupted(writer)
+        steps.mark("recovery")
         logger.bind(event="start").info(
             "recovered moves {}; interrupted jobs marked failed: {}",
             recovered,
@@ -128,21 +148,26 @@ class Service:
             syncthing=self._syncthing_client(),
         )
         self.ctx = ctx
+        steps.mark("near_index_started")
         self.jobs = Jobs(writer)
         self.runner = Runner(ctx, intake_stages(ctx), record_error, s.system.queue_size)
         self.runner.start()
         self._resume_inbox_rows()
+        steps.mark("inbox_rows")
         resume_building(ctx)  # batches a crash left half-built are finished first
         self._resume_adoption(ctx)
+        steps.mark("batches")
         if s.watcher.enabled:
             self.watcher = self._make_watcher()
             self.watcher.start()
+        steps.mark("watcher")
         self.scheduler = Scheduler(ctx, self.jobs)
         self.scheduler.start()
         self._check_counters(db, writer)
-        logger.bind(event="start", status="ready").info(
-            "media-pipeline {} started (inbox {})", __version__, s.paths.inbox
-        )
+        steps.mark("scheduler")
+        logger.bind(
+            event="start", status="ready", duration_ms=steps.total(), steps=steps.ms
+        ).info("media-pipeline {} started (inbox {})", __version__, s.paths.inbox)
         # What start-up made lives as long as the daemon. Frozen, it is left out of
         # the collector's full passes, which otherwise walk all of it (40 ms measured,
         # in the middle of a sort) whenever enough new objects have survived.
@@ -177,8 +202,16 @@ class Service:
         """
 
         def run() -> None:
+            started = time.monotonic()
             try:
-                stats.check_and_repair(db, writer)
+                diff = stats.check_and_repair(db, writer)
+                logger.bind(
+                    event="stats",
+                    duration_ms=round((time.monotonic() - started) * 1000),
+                ).info(
+                    "status counters checked: {}",
+                    "recounted" if diff else "in step with the tables",
+                )
             except Exception:  # noqa: BLE001 - a failed check must not stop the daemon
                 logger.bind(event="stats", status="failed").opt(exception=True).warning(
                     "status counter check failed"
