@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 
 import numpy as np
@@ -347,3 +348,50 @@ def test_accepted_hashes_reads_informative_accepted_references_only(
     ids, hashes = accepted_hashes(chunk=2)
     assert ids.tolist() == [1, 2, 3]
     assert hashes.tolist() == [signed & MASK64, 0xFFFF, 0xFF00FF]
+
+
+# multi-index ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_multi_index_answers_like_a_linear_pass_through_changes(seed: int) -> None:
+    rng = random.Random(seed)
+    index = NearIndex(multi_index_min=50)
+    index.DELTA_MIN = 16  # rebuild often: every path is taken many times
+    truth: dict[int, int] = {}
+    index.add_many((i, rng.getrandbits(64)) for i in range(1, 40))
+    truth.update({i: h for i, h in index_pairs(index)})
+    next_id = 40
+    for step in range(1500):
+        roll = rng.random()
+        if roll < 0.55 or not truth:
+            h = rng.getrandbits(64)
+            if truth and rng.random() < 0.5:  # a close cousin of a stored hash
+                h = flip(rng.choice(list(truth.values())), rng.sample(range(64), 3))
+            index.add(next_id, h)
+            truth[next_id] = h
+            next_id += 1
+        elif roll < 0.7:
+            fid = rng.choice(list(truth))
+            truth[fid] = rng.getrandbits(64)
+            index.add(fid, truth[fid])  # replaced
+        elif roll < 0.85:
+            fid = rng.choice(list(truth))
+            index.remove(fid)
+            del truth[fid]
+        if step % 10 == 0 and truth:
+            base = rng.choice(list(truth.values()))
+            q = flip(base, rng.sample(range(64), rng.randint(0, 9)))
+            for d in (0, 3, 6, 7, 8, 11, 12, 20):
+                got = index.within(q, d, limit=10_000)
+                assert got == brute_within(truth, q, d, 10_000), (step, d)
+                assert index.nearest(q, d) == brute_nearest(truth, q, d)
+    assert index._multi is not None  # the multi-index was in use
+    assert len(index) == len(truth)
+
+
+def index_pairs(index: NearIndex) -> list[tuple[int, int]]:
+    n = len(index)
+    return [
+        (int(i), int(h)) for i, h in zip(index._ids[:n], index._hashes[:n], strict=True)
+    ]
