@@ -7,7 +7,11 @@ Writes N JPEGs with phone-like EXIF into a temp dir, then times, in one run:
 exiftool's and prints per-file costs and the speed ratio.
 
     python bench/dates.py --n 2000 [--size 1024x768] [--keep DIR] [--corpus]
-                          [--repeat 3]
+                          [--repeat 3] [--xmp-frac 0.05]
+
+`--xmp-frac` (default 5 %) of the files are edited exports: EXIF keeps only IFD0
+DateTime (the time of the edit), the capture date is in an XMP packet as Lightroom
+writes it (bench/corpus.py `xmp_packet`), so those files take the XMP path.
 
 `--corpus` uses bench/corpus.py instead (photo-like JPEGs of 640-1600 px, copies,
 resized copies without EXIF, three 8 MiB files padded with APP15 segments before
@@ -33,6 +37,7 @@ from PIL import ExifTags, Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.corpus import xmp_packet  # noqa: E402
 from pipeline.dates import CaptureDate, capture_date  # noqa: E402
 
 T = TypeVar("T")
@@ -40,8 +45,10 @@ CAMERAS = (("Apple", "iPhone 12"), ("Google", "Pixel 7"), ("Canon", "Canon EOS 8
 EXIF_FORMAT = "%Y:%m:%d %H:%M:%S"
 
 
-def exif_block(index: int) -> bytes:
-    """Phone-like EXIF: make, model, three dates, offset and sub-seconds."""
+def exif_block(index: int, edited: bool = False) -> tuple[bytes, bytes | None]:
+    """Phone-like EXIF: make, model, three dates, offset and sub-seconds. An
+    edited export keeps only IFD0 DateTime (the edit) and carries its capture
+    date in XMP (returned second)."""
     taken = datetime(2015, 1, 1) + timedelta(hours=7 * index, seconds=index)
     stamp = taken.strftime(EXIF_FORMAT)
     make, model = CAMERAS[index % len(CAMERAS)]
@@ -50,23 +57,30 @@ def exif_block(index: int) -> bytes:
     exif[base.Make], exif[base.Model], exif[base.DateTime] = make, model, stamp
     exif[base.Software] = "bench 1.0"
     sub = exif.get_ifd(ExifTags.IFD.Exif)
+    if edited:
+        edit = taken + timedelta(days=400)
+        exif[base.DateTime] = edit.strftime(EXIF_FORMAT)
+        return exif.tobytes(), xmp_packet(taken, edit)
     sub[base.DateTimeOriginal] = sub[base.DateTimeDigitized] = stamp
     sub[base.OffsetTimeOriginal] = "+02:00"
     sub[base.SubsecTimeOriginal] = f"{index % 1000:03d}"
     sub[base.ExposureTime] = (1, 120)
     sub[base.FNumber] = (18, 10)
     sub[base.ISOSpeedRatings] = 100
-    return exif.tobytes()
+    return exif.tobytes(), None
 
 
-def write_jpegs(folder: Path, n: int, size: tuple[int, int]) -> None:
+def write_jpegs(folder: Path, n: int, size: tuple[int, int], xmp_frac: float) -> None:
     rng = np.random.default_rng(0)
     grain = rng.integers(0, 40, (size[1], size[0], 3), dtype=np.uint8)
     for index in range(n):
         colour = rng.integers(0, 200, 3, dtype=np.uint8)
         buf = io.BytesIO()
+        edited = int((index + 1) * xmp_frac) > int(index * xmp_frac)
+        exif, xmp = exif_block(index, edited)
+        extra = {} if xmp is None else {"xmp": xmp}
         Image.fromarray(grain + colour, "RGB").save(
-            buf, "JPEG", quality=85, exif=exif_block(index)
+            buf, "JPEG", quality=85, exif=exif, **extra
         )
         path = folder / f"{index // 500:02d}" / f"photo_{index:05d}.jpg"
         path.parent.mkdir(exist_ok=True)
@@ -119,24 +133,28 @@ def exiftool_dates(folder: Path) -> dict[str, str]:
 
 
 def agrees(our: dict[str, CaptureDate], theirs: dict[str, str]) -> bool:
-    """Same date wherever exiftool found one; no EXIF date where it found none."""
+    """Same date wherever exiftool found one (from EXIF or XMP; its offset and
+    fraction are not compared); no embedded date where it found none."""
     for path, found in our.items():
         expected = theirs.get(path)
         if expected is None:
-            if found.source == "exif":
+            if found.source in ("exif", "xmp"):
                 return False
-        elif found.when.strftime(EXIF_FORMAT) != expected:
+        elif found.when.strftime(EXIF_FORMAT) != expected[:19]:
             return False
     return True
 
 
-def generate(folder: Path, n: int, size: str, use_corpus: bool) -> float:
+def generate(
+    folder: Path, n: int, size: str, use_corpus: bool, xmp_frac: float
+) -> float:
     if use_corpus:
-        from corpus import generate as generate_corpus  # bench/corpus.py
+        from bench.corpus import generate as generate_corpus
 
-        return timed(lambda: generate_corpus(folder / "corpus", n=n))[0]
+        corpus = folder / "corpus"
+        return timed(lambda: generate_corpus(corpus, n=n, xmp_frac=xmp_frac))[0]
     width, height = (int(v) for v in size.split("x"))
-    return timed(lambda: write_jpegs(folder, n, (width, height)))[0]
+    return timed(lambda: write_jpegs(folder, n, (width, height), xmp_frac))[0]
 
 
 def report(folder: Path, repeat: int) -> bool:
@@ -168,11 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="write the files here, keep them")
     parser.add_argument("--corpus", action="store_true", help="use bench/corpus.py")
     parser.add_argument("--repeat", type=int, default=3, help="best of N runs")
+    parser.add_argument(
+        "--xmp-frac",
+        type=float,
+        default=0.05,
+        help="share of edited exports whose capture date is only in XMP",
+    )
     args = parser.parse_args(argv)
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-dates-"))
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        seconds = generate(folder, args.n, args.size, args.corpus)
+        seconds = generate(folder, args.n, args.size, args.corpus, args.xmp_frac)
         print(f"generated in {seconds:.1f} s")
         return 0 if report(folder, args.repeat) else 1
     finally:
