@@ -28,6 +28,7 @@ from pipeline.dates.values import CaptureDate, Corrupt, parse_datetime
 
 MAX_XMP = 1024 * 1024
 _MAX_VALUE = 64
+_MAX_PREFIXES = 4  # per namespace: each one costs a scan of the packet
 
 _EXIF_NS = b"http://ns.adobe.com/exif/1.0/"
 _PHOTOSHOP_NS = b"http://ns.adobe.com/photoshop/1.0/"
@@ -51,11 +52,13 @@ def packet_dates(packet: bytes) -> Iterator[CaptureDate]:
     packet = packet[:MAX_XMP]
     if _DTD.search(packet):
         return
-    prefixes: dict[bytes, set[bytes]] = {}
+    prefixes: dict[bytes, list[bytes]] = {}
     for prefix, uri in _XMLNS.findall(packet):
-        prefixes.setdefault(uri, set()).add(prefix)
+        bound = prefixes.setdefault(uri, [])
+        if prefix not in bound and len(bound) < _MAX_PREFIXES:
+            bound.append(prefix)
     for uri, usual, name in _PROPERTIES:
-        for prefix in sorted(prefixes.get(uri, set()) | {usual}):
+        for prefix in prefixes.get(uri) or [usual]:
             parsed = parse_datetime(_property(packet, prefix + b":" + name))
             if parsed is not None:
                 yield CaptureDate(parsed[0], "xmp", parsed[1])
@@ -73,8 +76,10 @@ def _property(packet: bytes, qname: bytes) -> str | None:
     )
     if attribute is not None:
         return (attribute[1] or attribute[2]).decode("ascii", "replace")
+    # No \s* around the value: on a long run of blanks it would backtrack
+    # quadratically. The value's own blanks are stripped by the parser.
     element = re.search(
-        rb"<" + q + rb"(?:\s[^<>]{0,256})?>\s*([^<]{1,%d})</" % _MAX_VALUE + q,
+        rb"<" + q + rb"(?:\s[^<>]{0,256})?>([^<]{1,%d})</" % _MAX_VALUE + q,
         packet,
     )
     return None if element is None else element[1].decode("ascii", "replace")

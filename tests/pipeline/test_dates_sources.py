@@ -38,7 +38,7 @@ from mediafixtures import (
 
 from pipeline.dates import CaptureDate, capture_date, capture_info
 from pipeline.dates.sidecars import takeout_names
-from pipeline.dates.xmp import packet_dates
+from pipeline.dates.xmp import MAX_XMP, packet_dates
 
 pillow_heif.register_heif_opener()
 
@@ -247,6 +247,32 @@ def test_huge_and_hostile_packets_are_bounded(tmp_path: Path) -> None:
 def test_malformed_xmp_falls_through(tmp_path: Path, packet: bytes) -> None:
     path = write(tmp_path / "x.jpg", jpeg_with(jpeg_bytes(), app1_xmp(packet)))
     assert date_of(path) == MTIME_NY
+
+
+PREFIX_FLOOD = b" ".join(
+    b'xmlns:p%d="http://ns.adobe.com/exif/1.0/"' % i for i in range(5000)
+)
+
+
+@pytest.mark.parametrize(
+    ("packet", "expected"),
+    [
+        # blanks around an element's value are the value's own
+        (
+            b'<x:DateTimeOriginal xmlns:x="http://ns.adobe.com/exif/1.0/">\n  '
+            b"2003-08-31\n </x:DateTimeOriginal>",
+            [CaptureDate(datetime(2003, 8, 31), "xmp")],
+        ),
+        # long runs of blanks, thousands of prefixes for one namespace: scanned
+        # in one pass each (a regex that backtracks would take minutes here)
+        (b"<exif:DateTimeOriginal>" + b" " * MAX_XMP, []),
+        (b" exif:DateTimeOriginal" + b" " * MAX_XMP, []),
+        (PREFIX_FLOOD + b"<p4999:DateTimeOriginal>" + b" " * 900_000, []),
+        (b"<exif:DateTimeOriginal>" * 40_000, []),
+    ],
+)
+def test_xmp_scan_of_odd_packets(packet: bytes, expected: list[CaptureDate]) -> None:
+    assert list(packet_dates(packet)) == expected
 
 
 def test_truncated_xmp_containers_never_raise(tmp_path: Path) -> None:
