@@ -666,6 +666,16 @@ PATHS: dict[str, Any] = {
             },
         }
     },
+    "/dashboard/fragments/library": {
+        "get": {
+            "summary": "HTML fragment: MISSING and CORRUPT library files",
+            "parameters": [{"name": "after", "in": "query", "schema": STR}],
+            "responses": {
+                **{"200": {"description": "HTML page", "content": {"text/html": {}}}},
+                **COMMON,
+            },
+        }
+    },
     "/dashboard/fragments/files": {
         "get": {
             "summary": "HTML fragment: File search results",

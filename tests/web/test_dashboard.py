@@ -41,6 +41,7 @@ FRAGMENTS = (
     "groups",
     "errors",
     "skipped",
+    "library",
     "files",
 )
 
@@ -191,6 +192,10 @@ def test_fragments_render_the_counts_and_keep_hostile_names_as_text(
     assert re.search(r'id="count-waiting"[^>]*>1<', status)
     assert re.search(r'id="count-duplicates"[^>]*>1<', status)
     assert re.search(r'id="count-attention"[^>]*>1<', status)
+    add_file(svc, "gone.jpg", FileStatus.MISSING, error="verify: gone")
+    library = http.get("/dashboard/fragments/library").text
+    assert "gone.jpg" in library and "verify: gone" in library
+    assert 'data-status="SORTED"' not in library
     errors = http.get("/dashboard/fragments/errors").text
     assert "&lt;img src=x onerror=alert(1)&gt;.jpg" in errors
     assert "hash: &lt;b&gt;bad&lt;/b&gt; &amp; unreadable" in errors

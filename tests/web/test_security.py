@@ -123,7 +123,7 @@ def test_every_answer_carries_the_security_headers(service: Any) -> None:
     with serve(svc) as client:
         answers = {
             "page": client.get("/dashboard"),
-            "script": client.get("/static/dashboard.js"),
+            "script": client.get("/static/app.js"),
             "api": client.get("/api/dashboard", headers={"X-API-Key": KEY}),
             "401": client.get("/api/dashboard"),
             "404": client.get("/api/nope", headers={"X-API-Key": KEY}),

@@ -320,6 +320,7 @@ def row_view(row: File) -> dict[str, Any]:
         "next_retry_at": row.next_retry_at,
         "capture_time": row.capture_time,
         "created_at": row.created_at,
+        "updated_at": row.updated_at,
         "image": is_image(path),
     }
 
@@ -360,6 +361,19 @@ async def skipped_fragment(request: Request) -> HTMLResponse:
         "fragments/skipped.html",
         "skipped",
         "/dashboard/fragments/skipped",
+        query,
+        after,
+    )
+
+
+async def library_fragment(request: Request) -> HTMLResponse:
+    after = int_param(request, "after", 0, 0, 2**62)
+    query = File.select().where(File.status.in_(("MISSING", "CORRUPT")))
+    return await threaded(
+        _page,
+        "fragments/library.html",
+        "library",
+        "/dashboard/fragments/library",
         query,
         after,
     )
@@ -434,6 +448,7 @@ routes = [
     Route("/dashboard/fragments/groups", groups_fragment, methods=["GET"]),
     Route("/dashboard/fragments/errors", errors_fragment, methods=["GET"]),
     Route("/dashboard/fragments/skipped", skipped_fragment, methods=["GET"]),
+    Route("/dashboard/fragments/library", library_fragment, methods=["GET"]),
     Route("/dashboard/fragments/files", files_fragment, methods=["GET"]),
     Mount("/static", app=StaticFiles(directory=str(WEB / "static")), name="static"),
 ]

@@ -165,7 +165,7 @@
 
   // What a "Run now" button reports, from the JSON the API answered.
   function actionSummary(id, data) {
-    if (data.job) return `${({ dedup: "Inbox scan", sort: "Sort" })[id] || id} job #${data.job.id} ${data.job.status.toLowerCase()}.`;
+    if (data.job) return `${({ dedup: "Inbox scan", sort: "Sort", sync: "Syncthing hand-over" })[id] || id} job #${data.job.id} ${data.job.status.toLowerCase()}.`;
     if (id === "batch") {
       if (!data.batch) return "Nothing is waiting for a batch.";
       return `Created ${data.batch.name}: ${plural(data.batch.file_count, "file")}.`;
