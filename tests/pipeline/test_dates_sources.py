@@ -27,11 +27,13 @@ from datesfixtures import (
 )
 from mediafixtures import (
     Exif,
+    box,
     jpeg_bytes,
     make_jpeg,
     make_png,
     make_tiff_raw,
     mp4_bytes,
+    mvhd,
     pattern,
     set_mtime,
 )
@@ -100,14 +102,27 @@ def test_xmp_in_every_container(tmp_path: Path) -> None:
 def test_xmp_dates_agree_with_exiftool(tmp_path: Path) -> None:
     xmp_files(tmp_path, xmp_packet(exif_dto=ISO + "Z"))
     records = exiftool(tmp_path, "XMP-exif:DateTimeOriginal")
-    # exiftool 12.57 does not read XMP from this MP4's uuid box without -ee
-    readable = {n: r for n, r in records.items() if r}
-    assert {"x.jpg", "x.tif", "x.png", "z.png", "x.webp", "x.heic"} <= set(readable)
-    for name, record in readable.items():
+    names = {"x.jpg", "x.tif", "x.png", "z.png", "x.webp", "x.heic", "x.mp4"}
+    assert set(records) == names
+    for name, record in records.items():
         ours = date_of(tmp_path / name)
         assert ours.source == "xmp"
         theirs = record["XMP-exif:DateTimeOriginal"]
         assert ours.when.strftime("%Y:%m:%d %H:%M:%S") + "Z" == theirs
+
+
+def test_quicktime_xmp_before_movie_header(tmp_path: Path) -> None:
+    """moov/udta/XMP_ as QuickTime writes it; XMP comes before the video times."""
+    packet = xmp_packet(create="2003-08-31T10:15:00-07:00")
+    ftyp = box(b"ftyp", b"qt  " + bytes(4) + b"qt  ")
+    moov = box(
+        b"moov",
+        mvhd(datetime(2020, 1, 1, tzinfo=UTC)) + box(b"udta", box(b"XMP_", packet)),
+    )
+    path = write(tmp_path / "x.mov", ftyp + moov + box(b"mdat", bytes(64)))
+    assert date_of(path) == CaptureDate(AUG_31, "xmp", timedelta(hours=-7))
+    record = exiftool(tmp_path, "XMP-xmp:CreateDate")["x.mov"]
+    assert record["XMP-xmp:CreateDate"] == "2003:08:31 10:15:00-07:00"
 
 
 @pytest.mark.parametrize(
