@@ -18,8 +18,6 @@ from pipeline.hashing import _formats, _open_regular, is_image
 
 MAX_SIDE = 320
 QUALITY = 80
-# Pillow refuses larger images (decompression bombs) with an error, not a warning.
-MAX_PIXELS = 200_000_000
 
 
 def cache_path(temp_dir: Path, file_id: int, sha256: str | None) -> Path:
@@ -36,7 +34,6 @@ def render(src: Path) -> Image.Image | None:
     src = Path(src)
     if not is_image(src):
         return None
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
         with os.fdopen(_open_regular(src), "rb") as stream:
             with Image.open(stream, formats=_formats()) as img:
