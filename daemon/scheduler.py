@@ -124,7 +124,7 @@ class Scheduler:
 
     def sync_tick(self) -> None:
         # The poll first: it never waits on a scan or on a hand-over in progress.
-        self.syncthing_state = sync.poll(self.ctx)
+        state = sync.poll(self.ctx)
         move = False
         if self.ctx.settings.syncthing.auto_start:
             try:
@@ -133,6 +133,9 @@ class Scheduler:
                 # Recorded on the batches (or seen by the poll): keep following
                 # the batches already handed over.
                 logger.bind(event="sync").warning("batches not handed over: {}", exc)
+        # Published once the batches carry the reason, so /health never runs ahead
+        # of their last_error.
+        self.syncthing_state = state
         if move or sync.rescans_due(self.ctx):
             # Moves and scans (minutes, or a hang) run on the job's own thread; a
             # sync job already running is left to finish, never doubled.
