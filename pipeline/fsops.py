@@ -237,6 +237,98 @@ def exists(path: StrPath) -> bool:
     return os.path.lexists(path)
 
 
+# The source's real folder ------------------------------------------------------------
+#
+# An inbox writer can replace a folder with a symlink after its files were hashed;
+# a move by path would then take (link, or copy and delete) a file from wherever the
+# link points. The source's folder is therefore opened one component at a time from
+# `/` with O_NOFOLLOW, and the move works relative to that descriptor: whatever the
+# path names later, only a file in the real folder is linked, read or unlinked.
+
+_DIR_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW
+# Filesystems that keep mtime coarser than ns (FAT: 2 s) may round a copy's mtime.
+MTIME_SLACK_NS = 2_000_000_000
+
+
+class SwappedPath(OSError):
+    """A folder on the source's path is a symlink (or no folder) at move time."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(
+            errno.ELOOP, f"source folder is not a real folder ({reason})", path
+        )
+
+
+def open_folder(folder: str) -> int:
+    """A descriptor of `folder`, refusing a symlink anywhere on its path."""
+    if not os.path.isabs(folder):
+        raise SwappedPath(folder, "not an absolute path")
+    fd = os.open("/", _DIR_FLAGS)
+    try:
+        for part in folder.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                raise SwappedPath(folder, "'..' in the path")
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise SwappedPath(folder, f"{part!r} is a symlink") from None
+                raise
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class Folders:
+    """Source folders opened once per batch of moves (see `open_folder`)."""
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+
+    def locate(self, path: str) -> tuple[int, str]:
+        """(descriptor of the real folder of `path`, its file name)."""
+        folder, name = os.path.split(path)
+        fd = self._fds.get(folder)
+        if fd is None:
+            fd = self._fds[folder] = open_folder(folder)
+        return fd, name
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def unlink_inside(path: str) -> None:
+    """Unlink `path` only through its real folder (never through a symlinked one)."""
+    fd = open_folder(os.path.dirname(path))
+    try:
+        os.unlink(os.path.basename(path), dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def hashed_identity(file_ids: list[int]) -> dict[int, tuple[int | None, int | None]]:
+    """(size, mtime_ns) recorded when each file was hashed, by id."""
+    found: dict[int, tuple[int | None, int | None]] = {}
+    if not file_ids:
+        return found
+    con = database_proxy.connection()
+    for start in range(0, len(file_ids), 500):
+        chunk = file_ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        for file_id, size, mtime_ns in con.execute(
+            f"SELECT id, size, mtime_ns FROM files WHERE id IN ({marks})", chunk
+        ):
+            found[file_id] = (size, mtime_ns)
+    return found
+
+
 # the journal --------------------------------------------------------------------------
 #
 # Entries are plain objects and the SQL is raw: a batch moves thousands of files, and
@@ -256,6 +348,11 @@ class Entry:
     tmp: str | None = None
     id: int = 0
     state: str = MoveState.PENDING
+    # Not journaled: what the source was when planned (inode) and hashed (size,
+    # mtime), re-checked at the moment of the move.
+    ino: int = 0
+    size: int | None = None
+    mtime_ns: int | None = None
 
 
 _ENTRY_COLUMNS = "src, dst, method, file_id, new_status, sha256, tmp, id, state"
@@ -449,10 +546,12 @@ class Mover:
         planned, results, touched = [], {}, {}
         # Each destination folder is made and stat'ed once.
         folders: dict[str, _Folder] = {}
+        hashed = hashed_identity([r.file_id for r in requests if r.file_id])
         for index, request in enumerate(requests):
             src, dst = os.fspath(request.src), os.fspath(request.dst)
             try:
-                src_dev = regular_file(src).st_dev
+                src_st = regular_file(src)
+                src_dev = src_st.st_dev
                 folder = os.path.dirname(dst)
                 found = folders.get(folder)
                 if found is None:
@@ -464,6 +563,10 @@ class Mover:
                 entry = Entry(src, free, "link" if link else "copy", request.file_id)
                 entry.new_status, entry.sha256 = request.new_status, request.sha256
                 entry.tmp = None if link else temp_name(free)
+                entry.ino = src_st.st_ino
+                entry.size, entry.mtime_ns = hashed.get(
+                    request.file_id or 0, (None, None)
+                )
                 planned.append((index, entry))
             except (MoveError, OSError) as exc:
                 results[index] = MoveResult(request, None, _reason(exc), exc.errno)
@@ -495,21 +598,38 @@ class Mover:
         results: dict[int, MoveResult],
     ) -> list[tuple[Entry, str]]:
         done = []
-        for index, entry in planned:
-            try:
-                with self._slot():
-                    final = self._execute(entry)
-            except (MoveError, OSError) as exc:
-                settled = self._settle_failure(entry, _reason(exc))
-                if settled is None:
-                    results[index] = MoveResult(
-                        requests[index], None, _reason(exc), exc.errno
-                    )
-                    continue
-                final = settled
-            done.append((entry, final))
-            results[index] = MoveResult(requests[index], final)
+        sources = Folders()
+        try:
+            for index, entry in planned:
+                final = self._execute_one(index, entry, sources, requests, results)
+                if final is not None:
+                    done.append((entry, final))
+        finally:
+            sources.close()
         return done
+
+    def _execute_one(
+        self,
+        index: int,
+        entry: Entry,
+        sources: Folders,
+        requests: list[MoveRequest],
+        results: dict[int, MoveResult],
+    ) -> str | None:
+        """Carry out one planned move; its final destination, or None (result set)."""
+        try:
+            with self._slot():
+                final = self._execute(entry, sources)
+        except (MoveError, OSError) as exc:
+            settled = self._settle_failure(entry, _reason(exc))
+            if settled is None:
+                results[index] = MoveResult(
+                    requests[index], None, _reason(exc), getattr(exc, "errno", None)
+                )
+                return None
+            final = settled
+        results[index] = MoveResult(requests[index], final)
+        return final
 
     def _settle_failure(self, entry: Entry, reason: str) -> str | None:
         """Let the disk say how a failed move ended, as recovery would after a crash."""
@@ -528,25 +648,28 @@ class Mover:
     def _slot(self) -> AbstractContextManager[object]:
         return self.fs_slots if self.fs_slots is not None else nullcontext()
 
-    def _execute(self, entry: Entry) -> str:
+    def _execute(self, entry: Entry, sources: Folders) -> str:
+        folder_fd, name = sources.locate(entry.src)
         if entry.method == "link":
             try:
-                return self._link_move(entry)
+                return self._link_move(entry, folder_fd, name)
             except OSError as exc:
                 if exc.errno not in NO_LINK:
                     raise
                 self._switch_to_copy(entry)
-        return self._copy_move(entry)
+        return self._copy_move(entry, folder_fd, name)
 
     def _switch_to_copy(self, entry: Entry) -> None:
         entry.method, entry.tmp = "copy", temp_name(entry.dst)
         self.writer.call(lambda: update_entry(entry), durable=True)
 
-    def _link_into_place(self, entry: Entry, source: str) -> str:
+    def _link_into_place(
+        self, entry: Entry, source: str, source_dir: int | None = None
+    ) -> str:
         """Hard-link `source` at the entry's destination, moving on to a free name on a clash."""
         for _ in range(1000):
             try:
-                os.link(source, entry.dst, follow_symlinks=False)
+                os.link(source, entry.dst, src_dir_fd=source_dir, follow_symlinks=False)
                 return entry.dst
             except FileExistsError:
                 self._rename_target(entry)
@@ -563,19 +686,27 @@ class Mover:
         entry.dst = new
         self.writer.call(lambda: update_entry(entry), durable=True)
 
-    def _link_move(self, entry: Entry) -> str:
-        # No second lstat: link() never opens or follows the source, so a file swapped
-        # for a symlink or FIFO since planning is moved as what it is, never read.
-        dst = self._link_into_place(entry, entry.src)
+    def _link_move(self, entry: Entry, folder_fd: int, name: str) -> str:
+        # link() never opens or follows the source; the file it links is the one
+        # checked here, in the real folder, and checked again once linked.
+        st = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+        _check_identity(entry, st)
+        dst = self._link_into_place(entry, name, folder_fd)
+        linked = os.lstat(dst)
+        if (linked.st_ino, linked.st_dev) != (st.st_ino, st.st_dev):
+            os.unlink(dst)  # the name we just made; the source is untouched
+            raise MoveError(f"source was replaced during the move: {entry.src}")
         self.checkpoint("linked")
-        os.unlink(entry.src)
+        os.unlink(name, dir_fd=folder_fd)
         self.checkpoint("unlinked")
         return dst
 
-    def _copy_move(self, entry: Entry) -> str:
+    def _copy_move(self, entry: Entry, folder_fd: int, name: str) -> str:
         src, tmp = entry.src, str(entry.tmp)
         try:
-            self._copy_verified(src, tmp, entry.sha256, self.checkpoint)
+            copied = self._copy_verified(
+                (folder_fd, name, entry), tmp, entry.sha256, self.checkpoint
+            )
             self.checkpoint("copied")
             dst = self._link_into_place(entry, tmp)
         except BaseException:
@@ -588,19 +719,37 @@ class Mover:
         # before the source goes.
         fsync_dir(os.path.dirname(dst))
         self.checkpoint("tmp_removed")
-        os.unlink(src)
+        now = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+        if (now.st_ino, now.st_dev) == (copied.st_ino, copied.st_dev):
+            os.unlink(name, dir_fd=folder_fd)
+        else:  # a new file took the name meanwhile: it is not ours to delete
+            logger.bind(event="move", file_id=entry.file_id).warning(
+                "{} was replaced after it was copied; the new file stays", src
+            )
         self.checkpoint("unlinked")
         return dst
 
     @staticmethod
     def _copy_verified(
-        src: str, tmp: str, expected: str | None, checkpoint: Checkpoint
-    ) -> None:
-        src_fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        source: tuple[int, str, Entry],
+        tmp: str,
+        expected: str | None,
+        checkpoint: Checkpoint,
+    ) -> os.stat_result:
+        folder_fd, name, entry = source
+        src = entry.src
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            src_fd = os.open(name, flags, dir_fd=folder_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise MoveError(f"not a regular file: {src}") from None
+            raise
         try:
             st = os.fstat(src_fd)
             if not stat.S_ISREG(st.st_mode):
                 raise MoveError(f"not a regular file: {src}")
+            _check_identity(entry, st, same_inode=False)
             source_hash = _copy_fd(src_fd, tmp, checkpoint)
         finally:
             os.close(src_fd)
@@ -609,6 +758,22 @@ class Mover:
             raise MoveError(f"copy of {src} has the wrong size")
         if sha256_of(tmp) != source_hash or (expected and expected != source_hash):
             raise MoveError(f"copy of {src} does not verify (SHA-256 differs)")
+        return st
+
+
+def _check_identity(entry: Entry, st: os.stat_result, same_inode: bool = True) -> None:
+    """MoveError unless `st` is the regular file planned (inode) and hashed (size, mtime)."""
+    changed = (
+        not stat.S_ISREG(st.st_mode)
+        or (same_inode and entry.ino and st.st_ino != entry.ino)
+        or (entry.size is not None and st.st_size != entry.size)
+        or (
+            entry.mtime_ns is not None
+            and abs(st.st_mtime_ns - entry.mtime_ns) > MTIME_SLACK_NS
+        )
+    )
+    if changed:
+        raise MoveError(f"source is not the file that was hashed: {entry.src}")
 
 
 def _copy_fd(src_fd: int, tmp: str, checkpoint: Checkpoint) -> str:
@@ -640,7 +805,10 @@ def recover(writer: Writer) -> dict[str, int]:
     """Settle every PENDING journal entry; returns counts by outcome state."""
     counts = {MoveState.DONE: 0, MoveState.ABANDONED: 0, MoveState.FAILED: 0}
     for entry in pending_entries():
-        state, dst, error = settle(entry)
+        try:
+            state, dst, error = settle(entry)
+        except OSError as exc:  # e.g. a source folder swapped for a symlink
+            state, dst, error = MoveState.FAILED, entry.dst, _reason(exc)
         if state == MoveState.DONE:
             writer.call(lambda e=entry, d=dst: finish_rows([(e, d)]))
         else:
@@ -666,7 +834,7 @@ def settle(entry: Entry) -> tuple[str, str, str | None]:
 def _settle_link(src: str, dst: str) -> tuple[str, str, str | None]:
     if exists(dst) and exists(src):
         if same_file(src, dst):
-            os.unlink(src)
+            unlink_inside(src)
             return MoveState.DONE, dst, None
         return MoveState.ABANDONED, dst, "destination taken by another file; not moved"
     if exists(dst):
@@ -685,7 +853,7 @@ def _settle_copy(
         if not exists(src):
             return MoveState.DONE, dst, None
         if sha256_of(dst) == sha256_of(src):
-            os.unlink(src)
+            unlink_inside(src)
             return MoveState.DONE, dst, None
         _drop_partial(tmp, src)
         return MoveState.ABANDONED, dst, "destination taken by another file; not moved"

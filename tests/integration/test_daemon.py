@@ -125,7 +125,7 @@ def test_status_trigger_and_version(tmp_path: Path) -> None:
         assert scan.returncode == 0
         first = json.loads(scan.stdout)["data"]["job"]
         assert first["kind"] == "dedup"
-        key = {"X-API-Key": "t" * 20}
+        key = {"X-API-Key": "t" * 32}
         wait_until(
             lambda: httpx.get(f"{url}/api/jobs/{first['id']}", headers=key).json()[
                 "data"
