@@ -47,8 +47,9 @@ SYNCTHING_NAMES = frozenset({".stfolder", ".stignore", ".stversions"})
 USER_EXTS = MEDIA_EXTS | SIDECAR_EXTS
 OPTIMIZE_EVERY_SECONDS = 24 * 3600
 # Roots whose empty sub-folders go; roots searched for partial copies; the roots a
-# misconfigured temp_dir must not overlap.
-EMPTY_ROOTS = ("inbox", "batch_dir", "sync_dir", "temp_dir")
+# misconfigured temp_dir must not overlap. temp_dir is not among the first: the
+# daemon makes no folders there, and deletes only its own files (TEMP_PREFIX).
+EMPTY_ROOTS = ("inbox", "batch_dir", "sync_dir")
 WALKED_ROOTS = (
     "inbox",
     "duplicates_dir",
@@ -478,23 +479,20 @@ class _Planner:
     def _claim_file(
         self, root: _Root, node: _Dir, path: Path, st: os.stat_result
     ) -> bool:
-        if path.name.startswith(TEMP_PREFIX):
-            if not self._old(st.st_mtime, self.temp_age):
-                return False
-            # Decided after the walk, against the journal read then.
-            self.partials.append(_Partial(root, node, path, st))
-            return True
-        if root.temp_rule:
-            return self._claim_temp(root, path, st)
-        return False
-
-    def _claim_temp(self, root: _Root, path: Path, st: os.stat_result) -> bool:
+        # Only names the daemon gives its own files are ever candidates: whatever else
+        # is in temp_dir (a misconfigured /tmp, someone's files) is not ours to delete.
+        if not path.name.startswith(TEMP_PREFIX):
+            return False
         if not self._old(st.st_mtime, self.temp_age):
             return False
+        if root.temp_rule:
+            return self._claim_temp(root, path, st)
+        # Decided after the walk, against the journal read then.
+        self.partials.append(_Partial(root, node, path, st))
+        return True
+
+    def _claim_temp(self, root: _Root, path: Path, st: os.stat_result) -> bool:
         if os.path.realpath(path) in self.db_files:
-            return False
-        if is_user_file(path.name):
-            self._skip(path, "media or sidecar file in temp_dir; never deleted")
             return False
         hours = self.cfg.temp_max_age_hours
         self._add(

@@ -23,6 +23,7 @@ from pipeline import batch as batches
 from pipeline import retry, sort
 from pipeline.adopt import adopt_job
 from pipeline.cleanup import run_cleanup
+from pipeline.fsops import TEMP_PREFIX
 from pipeline.models import Batch, BatchStatus, File, FileStatus, Job, JobStatus
 from pipeline.store import db_conn
 from tests.conftest import wait_until
@@ -214,7 +215,7 @@ def test_cleanup_keys(service: Any) -> None:
     roots = svc.ctx.roots
     hours_ago = time.time() - 2 * 3600
     days_ago = time.time() - 3 * 86400
-    temp = make_plain(roots.temp_dir / "scratch.bin")
+    temp = make_plain(roots.temp_dir / f"{TEMP_PREFIX}scratch.bin")
     os.utime(temp, (hours_ago, hours_ago))
     log = make_plain(roots.log_dir / "media-pipeline.2020-01-01_00-00-00.log")
     os.utime(log, (days_ago, days_ago))

@@ -15,6 +15,7 @@ import pytest
 from pipeline import cleanup
 from pipeline.cleanup import Action, actions_json, run_cleanup
 from pipeline.context import Context
+from pipeline.fsops import TEMP_PREFIX
 from pipeline.models import (
     Batch,
     BatchStatus,
@@ -238,11 +239,17 @@ def test_temp_files_and_abandoned_partials_go_but_media_and_held_partials_stay(
     svc = service(cleanup={"min_folder_age_seconds": 0, "temp_max_age_hours": 24})
     ctx, r = svc.ctx, svc.ctx.roots
     old = 2 * DAY
-    stale = put(r.temp_dir / "old.bin", old)
-    fresh = put(r.temp_dir / "new.bin")
-    nested = put(r.temp_dir / "sub/stale.dat", old)
+    stale = put(r.temp_dir / f"{TEMP_PREFIX}old.bin", old)
+    fresh = put(r.temp_dir / f"{TEMP_PREFIX}new.bin")
+    nested = put(r.temp_dir / f"sub/{TEMP_PREFIX}stale.dat", old)
     age(r.temp_dir / "sub", old)
-    temp_media = put(r.temp_dir / "IMG_0001.jpg", old)
+    own_preview = put(r.temp_dir / f"{TEMP_PREFIX}thumb-1-ab.jpg", old)
+    # Not the daemon's (no prefix): never deleted, whatever their age or kind.
+    foreign = [
+        put(r.temp_dir / "old.bin", old),
+        put(r.temp_dir / "IMG_0001.jpg", old),
+        put(r.temp_dir / "sub/stale.dat", old),
+    ]
     orphan = put(r.inbox / ".mp-partial-0a0a0a0a-IMG_1.jpg", old)
     user_media = [
         put(r.inbox / "~IMG_2.jpg", old),
@@ -265,16 +272,15 @@ def test_temp_files_and_abandoned_partials_go_but_media_and_held_partials_stay(
     assert pairs(actions) == {
         ("remove_temp", str(stale)),
         ("remove_temp", str(nested)),
-        ("remove_empty_dir", str(r.temp_dir / "sub")),
-        ("skip", str(temp_media)),
+        ("remove_temp", str(own_preview)),
         ("remove_partial", str(orphan)),
         ("skip", str(failed)),
         ("remove_partial", str(abandoned)),
         ("remove_empty_dir", str(r.batch_dir / "b")),
     }
-    for gone in (stale, nested, orphan, abandoned, r.temp_dir / "sub"):
+    for gone in (stale, nested, own_preview, orphan, abandoned):
         assert not gone.exists(), gone
-    for kept in (fresh, temp_media, pending, failed, young, *user_media):
+    for kept in (fresh, *foreign, pending, failed, young, *user_media):
         assert kept.is_file(), kept
     assert r.temp_dir.is_dir()
 
@@ -330,7 +336,7 @@ def populate(ctx: Context) -> None:
     put(r.sync_dir / "batch_000001/SHA256SUMS")
     folder(r.sync_dir / "batch_000001/2024/05")
     add_batch(ctx, "batch_000001", BatchStatus.SORTED, 40)
-    put(r.temp_dir / "scratch.bin", 2 * DAY)
+    put(r.temp_dir / f"{TEMP_PREFIX}scratch.bin", 2 * DAY)
     put(r.sorted_dir / "2024/05/.mp-partial-5f5f5f5f-IMG_1.jpg", 2 * DAY)
     put(r.sorted_dir / "2024/05/IMG_2.jpg", 2 * DAY)
     put(r.log_dir / "media-pipeline.2020-01-01_00-00-00_000000.log", 30 * DAY)
@@ -363,7 +369,10 @@ def test_dry_run_lists_the_same_actions_and_changes_nothing_then_a_rerun_is_idle
     assert real == dry
     after = tree(tmp_path)
     assert "inbox/a" not in after and "sync/batch_000001" not in after
-    assert "temp/scratch.bin" not in after and "sorted/2024/05/IMG_2.jpg" in after
+    assert (
+        f"temp/{TEMP_PREFIX}scratch.bin" not in after
+        and "sorted/2024/05/IMG_2.jpg" in after
+    )
     assert Job.select().count() == jobs_before - 1
     assert run_cleanup(ctx) == []
     assert run_cleanup(ctx, dry_run=True) == []
@@ -417,8 +426,8 @@ def test_a_path_that_changes_after_planning_is_skipped_and_the_run_goes_on(
     r = svc.ctx.roots
     busy = folder(r.inbox / "busy", DAY)
     idle = folder(r.inbox / "idle", DAY)
-    vanishing = put(r.temp_dir / "gone.bin", DAY)
-    later = put(r.temp_dir / "later.bin", DAY)
+    vanishing = put(r.temp_dir / f"{TEMP_PREFIX}gone.bin", DAY)
+    later = put(r.temp_dir / f"{TEMP_PREFIX}later.bin", DAY)
     real_carry_out = cleanup._carry_out
     raced: list[bool] = []
 
@@ -475,7 +484,7 @@ def test_now_ages_everything_and_actions_serialise_for_the_api(
     service: Service,
 ) -> None:
     svc = service(cleanup={"temp_max_age_hours": 24})
-    scratch = put(svc.ctx.roots.temp_dir / "scratch.bin")
+    scratch = put(svc.ctx.roots.temp_dir / f"{TEMP_PREFIX}scratch.bin")
 
     assert pairs(run_cleanup(svc.ctx, dry_run=True)) == set()
     later = utcnow() + timedelta(days=2)
