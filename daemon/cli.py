@@ -13,7 +13,7 @@ from typing import Any, TextIO
 import httpx
 
 from daemon import config as cfg
-from daemon import library_cli
+from daemon import library_cli, retry_cli
 from pipeline import __version__
 
 TRIGGERS = {
@@ -56,6 +56,7 @@ def parser() -> argparse.ArgumentParser:
                 help="print the daemon's answer and return at once (for scripts)",
             )
     library_cli.add_parsers(sub, config_help)
+    retry_cli.add_parser(sub, config_help)
     return p
 
 
@@ -385,6 +386,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return library_cli.cmd_verify(args, load_or_exit(args.config).settings)
 
 
+def cmd_retry(args: argparse.Namespace) -> int:
+    return retry_cli.cmd_retry(args, load_or_exit(args.config).settings)
+
+
 COMMANDS = {
     "run": cmd_run,
     "check-config": cmd_check_config,
@@ -392,6 +397,7 @@ COMMANDS = {
     "trigger": cmd_trigger,
     "adopt": cmd_adopt,
     "verify": cmd_verify,
+    "retry": cmd_retry,
 }
 
 

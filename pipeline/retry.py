@@ -64,16 +64,17 @@ def due_count(conn: sqlite3.Connection, now: datetime) -> int:
 
 def resume_due(
     conn: sqlite3.Connection, now: datetime, limit: int = 500
-) -> list[Resumed]:
+) -> tuple[list[Resumed], int]:
     """On the writer thread: resume up to `limit` due files; each counts an attempt.
 
     A file no longer where it failed cannot be resumed: it stays ERROR, not retried
-    again until asked.
+    again until asked. Returns (the resumed files, how many were missing).
     """
     rows = conn.execute(_DUE, (FileStatus.ERROR, sql_time(now), limit)).fetchall()
-    resumed = []
+    resumed, missing = [], 0
     for file_id, path, stage, batch, synced_at in rows:
         if not os.path.lexists(path):
+            missing += 1
             conn.execute(
                 "UPDATE files SET next_retry_at = NULL, error = ? WHERE id = ?",
                 (f"{stage or 'retry'}: file is missing: {path}", file_id),
@@ -90,7 +91,7 @@ def resume_due(
             attempts=_attempts(conn, file_id) + 1,
         )
         resumed.append(Resumed(file_id, status, path, batch))
-    return resumed
+    return resumed, missing
 
 
 def _attempts(conn: sqlite3.Connection, file_id: int) -> int:
@@ -141,15 +142,17 @@ def run_due(
     """Resume every due file and run its stage again; repeats while more are due.
 
     `batches` (resumed by a request) are sorted as well. Returns `{retried,
-    failed_again}`: files resumed and, of them, those that are ERROR again.
+    failed_again, missing}`: files resumed, those of them that are ERROR again, and
+    due files that could not be resumed because they are gone.
     """
-    retried = 0
+    retried = missing = 0
     touched: list[int] = []
     if batches:
         _sort(ctx, set(batches))
     while True:
-        batch = ctx.writer.call(lambda: resume_due(db_conn(), ctx.clock()))
-        if not batch:
+        batch, gone = ctx.writer.call(lambda: resume_due(db_conn(), ctx.clock()))
+        missing += gone
+        if not batch and not gone:
             break
         retried += len(batch)
         touched += [r.file_id for r in batch]
@@ -159,11 +162,11 @@ def run_due(
         if handle is not None:
             handle.advance(len(batch))
     failed = _still_failed(touched)
-    if retried:
+    if retried or missing:
         logger.bind(event="retry").info(
-            "retried {} files: {} failed again", retried, failed
+            "retried {} files: {} failed again, {} missing", retried, failed, missing
         )
-    return {"retried": retried, "failed_again": failed}
+    return {"retried": retried, "failed_again": failed, "missing": missing}
 
 
 def _run_stages(ctx: Context, resumed: list[Resumed]) -> None:

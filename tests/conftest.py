@@ -144,3 +144,22 @@ def _no_stray_threads() -> Iterator[None]:
     yield
     extra = stray_threads(before)
     assert not extra, "test left threads running: " + ", ".join(t.name for t in extra)
+
+
+@pytest.fixture
+def small_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[str], Any]]:
+    """Factory: a folder on a small real filesystem (see tests/smalldisk.py)."""
+    from tests.smalldisk import SmallDisk
+
+    made: list[SmallDisk] = []
+
+    def make(name: str) -> SmallDisk:
+        disk = SmallDisk(tmp_path / name, monkeypatch)
+        made.append(disk)
+        return disk
+
+    yield make
+    for disk in made:
+        disk.close()

@@ -308,12 +308,12 @@ def test_retry_keys(service: Any) -> None:
     assert 750 <= wait <= 1250, wait
     assert put(svc, {"retry": {"max_attempts": 0}}) == []
     svc.ctx.writer.call(lambda: retry.request_retry(db_conn(), svc.ctx.clock()))
-    assert retry.run_due(svc.ctx) == {"retried": 1, "failed_again": 1}
+    assert retry.run_due(svc.ctx) == {"retried": 1, "failed_again": 1, "missing": 0}
     row = File.get_by_id(row.id)
     assert row.status == FileStatus.ERROR and row.next_retry_at is None
     sorted_dir.mkdir()
     svc.ctx.writer.call(lambda: retry.request_retry(db_conn(), svc.ctx.clock()))
-    assert retry.run_due(svc.ctx) == {"retried": 1, "failed_again": 0}
+    assert retry.run_due(svc.ctx) == {"retried": 1, "failed_again": 0, "missing": 0}
     assert File.get_by_id(row.id).status == FileStatus.SORTED
     assert Batch.get_by_id(made.id).status == BatchStatus.SORTED
 
