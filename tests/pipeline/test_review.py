@@ -168,6 +168,19 @@ def test_duplicate_moves_the_file_from_where_it_is_now(
     assert again.value.code == 409
 
 
+def test_duplicate_that_cannot_move_changes_nothing(service: Any) -> None:
+    svc = service()
+    big, small = near_pair(svc)
+    Path(small.current_path).unlink()  # gone from disk behind the daemon's back
+    with pytest.raises(review.ReviewError) as failed:
+        review.mark_duplicate(svc.ctx, small.id)
+    assert failed.value.code == 409 and "could not be moved" in str(failed.value)
+    row = File.get_by_id(small.id)
+    assert row.status == FileStatus.UNIQUE and row.duplicate_of is None
+    assert row.near_duplicate_of == big.id  # still waiting for review
+    assert not any(svc.ctx.roots.duplicates_dir.rglob("*.jpg"))
+
+
 def test_duplicate_refuses_a_file_outside_the_folders(
     service: Any, tmp_path: Path
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -208,6 +210,19 @@ def test_fragments_render_the_counts_and_keep_hostile_names_as_text(
     bad = http.get("/dashboard/fragments/files", params={"since": "yesterday"})
     assert bad.status_code == 400 and bad.json()["code"] == "VALIDATION_ERROR"
     assert http.get("/dashboard/fragments/charts?span=week").status_code == 400
+    daily = http.get("/dashboard/fragments/charts?span=day").text
+    spec = re.search(r'id="chart-intake"[^>]*data-chart="([^"]+)"', daily)
+    assert spec is not None
+    intake = json.loads(html.unescape(spec.group(1)))
+    assert len(intake["labels"]) == 30 and intake["stacked"] is True
+    totals = {d["label"]: sum(d["data"]) for d in intake["datasets"]}
+    assert totals == {
+        "library": 3,
+        "on its way": 1,
+        "duplicate": 1,
+        "needs attention": 2,  # the ERROR file and the MISSING one
+        "skipped": 0,
+    }
 
 
 def test_files_fragment_pages_by_id_and_filters_by_capture_date(
