@@ -47,7 +47,8 @@ from pipeline.states import check_file_transition
 
 # Adopted rows whose file changed are decided again (SORTED or DUPLICATE).
 REDECIDED = (FileStatus.SORTED, FileStatus.DUPLICATE)
-CHUNK = 32  # files hashed by one task and committed in one transaction
+CHUNK = 8  # files hashed by one task and committed in one transaction; small,
+# so the last tasks leave no thread idle for long (the tail of a pool)
 LISTED = 1000  # duplicates listed in a job's result (all are in the database)
 # Folders that are never a photo library: adopting them would read the system.
 SYSTEM_PATHS = frozenset(
