@@ -302,9 +302,9 @@ def record(ctx: Context, entries: list[Entry], report: Report) -> None:
             # name accepted rows) and DUPLICATE is final: the changed file is
             # recorded afresh.
             con.execute(
-                "DELETE FROM files WHERE id = ? AND status = 'DUPLICATE'"
+                "DELETE FROM files WHERE id = ? AND status = ?"
                 " AND source = 'adopted'",
-                (entry.row_id,),
+                (entry.row_id, FileStatus.DUPLICATE),
             )
             entry.row_id = None
         if entry.row_id is None and _recorded(con, entry.path):
@@ -370,9 +370,9 @@ def _finish(target: Target) -> None:
     files, duplicates = (
         database_proxy.connection()
         .execute(
-            "SELECT count(*), coalesce(sum(status = 'DUPLICATE'), 0) FROM files"
+            "SELECT count(*), coalesce(sum(status = ?), 0) FROM files"
             " WHERE current_path >= ? AND current_path < ? AND source = 'adopted'",
-            (prefix, prefix[:-1] + "0"),
+            (FileStatus.DUPLICATE, prefix, prefix[:-1] + "0"),
         )
         .fetchone()
     )

@@ -134,9 +134,9 @@ def _parse(value: Any) -> datetime:
 
 def recent_errors(limit: int = 10) -> list[dict[str, Any]]:
     rows = database_proxy.execute_sql(
-        "SELECT id, current_path, error, updated_at FROM files WHERE status = 'ERROR'"
+        "SELECT id, current_path, error, updated_at FROM files WHERE status = ?"
         " ORDER BY updated_at DESC, id DESC LIMIT ?",
-        (limit,),
+        (FileStatus.ERROR, limit),
     ).fetchall()
     return [
         {
@@ -170,7 +170,8 @@ def sort_counts(snap: stats.Snapshot | None = None) -> dict[str, int]:
     """
     snap = snap or counters()
     errors = database_proxy.execute_sql(
-        "SELECT COUNT(*) FROM files WHERE status = 'ERROR' AND error LIKE 'sort:%'"
+        "SELECT COUNT(*) FROM files WHERE status = ? AND error LIKE 'sort:%'",
+        (FileStatus.ERROR,),
     ).fetchone()[0]
     return {
         "sorted": snap.n(stats.FILE_STATUS, FileStatus.SORTED),

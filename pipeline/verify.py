@@ -193,9 +193,9 @@ def _apply(checks: list[Check], tally: Tally) -> None:
         elif c.outcome in ("ok", "touched") and row.status != FileStatus.SORTED:
             _transition(row.status, FileStatus.SORTED)
             con.execute(
-                "UPDATE files SET status = 'SORTED', error = NULL, mtime_ns = ?,"
+                "UPDATE files SET status = ?, error = NULL, mtime_ns = ?,"
                 " updated_at = ? WHERE id = ?",
-                (c.mtime_ns, now, row.id),
+                (FileStatus.SORTED, c.mtime_ns, now, row.id),
             )
             tally.restored += 1
         elif c.outcome == "touched":
