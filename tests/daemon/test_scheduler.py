@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import sort
 from pipeline.batch import create_batch
-from pipeline.models import Batch, BatchStatus, File, FileStatus
+from pipeline.models import Batch, BatchStatus, File, FileStatus, Job, JobStatus
 from tests.conftest import add_file, wait_until
 
 
@@ -96,3 +96,32 @@ def test_a_batch_that_stays_sortable_gets_one_round_per_tick(
     svc.scheduler.sort_tick()
 
     assert rounds == [1]
+
+
+def test_the_retry_tick_runs_due_retries_and_nothing_else(service: Any) -> None:
+    svc = service(intake={"media_only": False}, retry={"backoff_seconds": 30})
+    assert svc.scheduler.interval("retry") is not None  # always on
+    path = svc.ctx.roots.inbox / "a.bin"
+    path.write_bytes(b"a" * 100)
+    svc.submit(path)
+    wait_until(lambda: File.get_or_none(File.status == FileStatus.UNIQUE))
+    made = create_batch(svc.ctx)
+    assert made is not None
+    svc.ctx.roots.sorted_dir.rmdir()  # the library disk is away
+    sort.sort_batch(svc.ctx, made)
+    row = File.get()
+    assert row.status == FileStatus.ERROR and row.next_retry_at is not None
+    svc.ctx.roots.sorted_dir.mkdir()
+
+    svc.scheduler.retry_tick()  # not yet due: no job at all
+    assert not Job.select().where(Job.kind == "retry").exists()
+    due = row.next_retry_at + timedelta(seconds=1)
+    svc.ctx.clock = lambda: due
+    svc.scheduler.retry_tick()
+    # (The scheduler's own tick may have got there first: one job either way.)
+    job = wait_until(
+        lambda: Job.get_or_none(Job.kind == "retry", Job.status == JobStatus.DONE)
+    )
+    assert job.done == 1 and Job.select().where(Job.kind == "retry").count() == 1
+    assert File.get_by_id(row.id).status == FileStatus.SORTED
+    assert Batch.get_by_id(made.id).status == BatchStatus.SORTED
