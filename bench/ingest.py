@@ -587,7 +587,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=1.0, help="watcher.settle_seconds")
     p.add_argument(
         "--pipeline",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="batching and sorting on; also time delivery -> all SORTED vs exiftool",
     )
     p.add_argument("--deliver", choices=("rename", "copy"), default="rename")
@@ -637,7 +638,7 @@ def apply_profile(
     args.widths, args.videos = (640, 1600), 0
     for name, value in PROFILES[args.profile].items():
         option = "--" + name.replace("_", "-")
-        if option not in given:
+        if option not in given and "--no-" + option[2:] not in given:
             setattr(args, name, value)
     return args
 
