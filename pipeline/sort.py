@@ -89,13 +89,18 @@ def sortable_batches(ctx: Context, batch_id: int | None = None) -> list[Batch]:
     if not ctx.settings.syncthing.enabled:
         ready.append(BatchStatus.CREATED)
     # Only batches with a file to sort: one whose files all failed waits for their
-    # retries instead of being sorted (and logged) again every few seconds.
+    # retries instead of being sorted (and logged) again every few seconds. One with
+    # nothing left to sort and nothing failed only needs finishing: a crash came
+    # between its last move and the batch's update.
     waiting = File.select(File.id).where(
         File.batch == Batch.id, File.status.in_(TO_SORT)
     )
+    failed = File.select(File.id).where(
+        File.batch == Batch.id, File.status == FileStatus.ERROR
+    )
     query = (
         Batch.select()
-        .where(Batch.status.in_(ready), fn.EXISTS(waiting))
+        .where(Batch.status.in_(ready), fn.EXISTS(waiting) | ~fn.EXISTS(failed))
         .order_by(Batch.id)
     )
     if batch_id is not None:
@@ -317,7 +322,7 @@ def _missing_root(ctx: Context) -> str | None:
 def _folder_gone(ctx: Context, batch: Batch, members: list[Member]) -> bool:
     """True (and the batch ERROR) when the batch folder and every file to sort are gone."""
     folder = location_of(ctx, batch)
-    if folder.is_dir() or any(os.path.lexists(m.path) for m in members):
+    if not members or folder.is_dir() or any(os.path.lexists(m.path) for m in members):
         return False
     message = f"batch folder is missing: {folder}; restore it, then retry"
     ctx.writer.call(

@@ -225,3 +225,27 @@ def test_dry_run_moves_nothing_and_second_sort_changes_nothing(service: Any) -> 
     second = sort.sort_job(svc.ctx, Handle())  # type: ignore[arg-type]
     assert second["batches"] == [] and tree(svc.ctx.roots.sorted_dir) == library
     assert sort.sort_counts() == {"sorted": 1, "pending": 0, "errors": 0}
+
+
+def test_a_crash_between_the_last_move_and_the_batch_update_is_finished(
+    service: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by tests/integration/test_chaos.py: such a batch stayed SYNCED for good."""
+    svc = service()
+    made = ingest(svc, lambda d: mf.make_jpeg(d / "a.jpg", datetime(2023, 4, 12, 10)))
+
+    def killed(batch_id: int) -> None:
+        raise RuntimeError("killed before the batch was updated")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sort, "_finish_batch", killed)
+        with pytest.raises(RuntimeError):
+            sort.sort_batch(svc.ctx, made)
+    assert File.get().status == FileStatus.SORTED
+    assert Batch.get_by_id(made.id).status == BatchStatus.CREATED
+    # Restarted: nothing is left to move, but the batch is ready to be finished.
+    (ready,) = sort.sortable_batches(svc.ctx)
+    assert ready.id == made.id
+    sort.sort_batch(svc.ctx, ready)
+    assert Batch.get_by_id(made.id).status == BatchStatus.SORTED
+    assert sort.sortable_batches(svc.ctx) == []
