@@ -156,6 +156,7 @@ def _build(ctx: Context, batch: Batch) -> Batch | None:
                 "batch",
                 result.error or "move failed",
                 result.errno,
+                only_from=(FileStatus.UNIQUE, FileStatus.ERROR),
                 batch=None,
             )
     members = list(File.select().where(File.batch == batch.id).order_by(File.id))

@@ -76,16 +76,18 @@ def fail_file(
     retry: Any,
     now: datetime,
     only_from: tuple[str, ...] | None = None,
-) -> datetime | None:
-    """On the writer thread: the file becomes ERROR in `stage`; returns its retry time.
+    **columns: Any,
+) -> tuple[bool, datetime | None]:
+    """On the writer thread: the file becomes ERROR in `stage` (and `columns` are set).
 
-    With `only_from`, a file whose status is not one of those is left alone.
+    Returns (whether it was recorded, when it is retried). With `only_from`, a file
+    whose status is not one of those (it went on meanwhile) is left alone.
     """
     row = conn.execute(
         "SELECT attempts, status FROM files WHERE id = ?", (file_id,)
     ).fetchone()
     if row is None or (only_from is not None and row[1] not in only_from):
-        return None
+        return False, None
     due = next_retry_at(now, row[0] or 0, retry) if transient else None
     text = message if message.startswith(f"{stage}:") else f"{stage}: {message}"
     set_file_status(
@@ -95,8 +97,9 @@ def fail_file(
         error=text,
         error_stage=stage,
         next_retry_at=due,
+        **columns,
     )
-    return due
+    return True, due
 
 
 def record_failure(
@@ -113,15 +116,9 @@ def record_failure(
         return
     transient = is_transient(errno)
 
-    def write() -> datetime | None:
-        conn = db_conn()
-        if columns:
-            sets = ", ".join(f"{name} = ?" for name in columns)
-            conn.execute(
-                f"UPDATE files SET {sets} WHERE id = ?", (*columns.values(), file_id)
-            )
+    def write() -> tuple[bool, datetime | None]:
         return fail_file(
-            conn,
+            db_conn(),
             file_id,
             stage,
             message,
@@ -129,9 +126,12 @@ def record_failure(
             retry=ctx.settings.retry,
             now=ctx.clock(),
             only_from=only_from,
+            **columns,
         )
 
-    due = ctx.writer.call(write)
+    recorded, due = ctx.writer.call(write)
+    if not recorded:
+        return
     logger.bind(event=stage, file_id=file_id, status=FileStatus.ERROR).warning(
         "{} failed: {} ({})",
         stage,

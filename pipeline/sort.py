@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -230,6 +231,10 @@ def identical_at(target: str, row: Member) -> str | None:
     return None
 
 
+# One sort at a time: a sort job and the sort a retry runs may pick the same batch.
+_lock = threading.Lock()
+
+
 def sort_batch(ctx: Context, batch: Batch, dry_run: bool = False) -> dict[str, Any]:
     """Sort one batch; returns counts and, for a dry run, the plan.
 
@@ -237,6 +242,11 @@ def sort_batch(ctx: Context, batch: Batch, dry_run: bool = False) -> dict[str, A
     retry request finds it again. A file that cannot be moved becomes ERROR in the
     `sort` stage and the batch stays unsorted, with `last_error`, until it is retried.
     """
+    with _lock:
+        return _sort_batch(ctx, batch, dry_run)
+
+
+def _sort_batch(ctx: Context, batch: Batch, dry_run: bool) -> dict[str, Any]:
     members = members_to_sort(batch.id)
     if not dry_run and _folder_gone(ctx, batch, members):
         return {"batch": batch.name, "sorted": 0, "duplicates": 0, "errors": 1}
@@ -266,6 +276,7 @@ def sort_batch(ctx: Context, batch: Batch, dry_run: bool = False) -> dict[str, A
             "sort",
             result.error or "move failed",
             result.errno,
+            only_from=(*TO_SORT, FileStatus.ERROR),
         )
     ctx.writer.call(lambda: _finish_batch(batch.id))
     duplicates = sum(1 for p in plans if p.duplicate_of)
