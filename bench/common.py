@@ -33,17 +33,9 @@ import yaml
 
 from bench.corpus import CorpusInfo, generate
 from daemon.config import deep_merge
+from pipeline.context import FOLDERS
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = (
-    "inbox",
-    "duplicates_dir",
-    "batch_dir",
-    "sync_dir",
-    "sorted_dir",
-    "temp_dir",
-    "log_dir",
-)
 READ_CHUNK = 1 << 20
 MB = 1024 * 1024
 

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pipeline.context import FOLDERS
+
 MIN_KEY_LENGTH = 32
 SQLITE_MAGIC = b"SQLite format 3\x00"
 MASK = "********"
@@ -39,15 +41,7 @@ SYSTEM_TREES = tuple(
 # These hold other things side by side; a folder of the daemon may be below them,
 # never one of them.
 SYSTEM_FOLDERS = tuple(Path(p) for p in ("/", "/var", "/var/lib", "/home", "/root"))
-PATH_KEYS = (
-    "inbox",
-    "duplicates_dir",
-    "batch_dir",
-    "sync_dir",
-    "sorted_dir",
-    "temp_dir",
-    "log_dir",
-)
+PATH_KEYS = FOLDERS
 
 
 def home_folders() -> set[Path]:

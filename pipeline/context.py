@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,10 @@ class Roots:
         return cls(
             **{name: Path(getattr(paths, name)) for name in cls.__dataclass_fields__}
         )
+
+
+# The configured folders by name, in one place: everything else derives from Roots.
+FOLDERS: tuple[str, ...] = tuple(f.name for f in fields(Roots))
 
 
 @dataclass

@@ -14,20 +14,11 @@ import pytest
 import yaml
 
 from daemon.config import deep_merge
+from pipeline.context import FOLDERS
 
 # Every database the tests open (daemons started as subprocesses too) rejects a
 # status change that pipeline/states.py does not allow.
 os.environ.setdefault("MEDIA_PIPELINE_STRICT_STATES", "1")
-
-FOLDERS = (
-    "inbox",
-    "duplicates_dir",
-    "batch_dir",
-    "sync_dir",
-    "sorted_dir",
-    "temp_dir",
-    "log_dir",
-)
 
 
 def wait_until(

@@ -94,3 +94,9 @@ def test_linked_docs_exist() -> None:
         f"{src} -> {dst.relative_to(ROOT)}" for src, dst in links if not dst.exists()
     ]
     assert not broken, f"broken links: {broken}"
+
+
+def test_the_folder_list_is_the_settings_paths() -> None:
+    from pipeline.context import FOLDERS
+
+    assert FOLDERS == tuple(cfg.PathsSettings.model_fields)
