@@ -233,6 +233,31 @@ class SyncthingClient:
             return None
         return self._decode_object(response, "GET /rest/db/file")
 
+    def remote_need_page(
+        self, folder_id: str, device_id: str, page: int, perpage: int = 1000
+    ) -> list[dict[str, Any]]:
+        """``GET /rest/db/remoteneed``: one page (1-based) of what a device needs.
+
+        Entries carry ``name``, ``size``, ``deleted``, ``version``. The list grows with
+        the library (a Receive Only remote with ``ignoreDelete`` keeps every deletion
+        it ignored), so the batch check never reads it; verify reads it only to say
+        whether a remote still holds a file that is missing or corrupt here.
+        """
+        answer = self._object(
+            "GET",
+            "/rest/db/remoteneed",
+            params={
+                "folder": folder_id,
+                "device": device_id,
+                "page": str(page),
+                "perpage": str(perpage),
+            },
+        )
+        files = answer.get("files") or []
+        if not isinstance(files, list):
+            raise SyncthingError("GET /rest/db/remoteneed: files is not a list")
+        return [f for f in files if isinstance(f, dict)]
+
     # -- plumbing ----------------------------------------------------------------
 
     def _object(
