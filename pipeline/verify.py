@@ -44,6 +44,7 @@ from pipeline.models import (
     utcnow,
 )
 from pipeline.states import check_file_transition
+from pipeline.sync_check import required_devices
 
 MISSING = FileStatus.MISSING
 CORRUPT = FileStatus.CORRUPT
@@ -51,6 +52,8 @@ CHECKED = (FileStatus.SORTED, MISSING, CORRUPT)
 PAGE = 1000
 LISTED = 1000  # findings listed in a job's result (all are in the database)
 MB = 1024 * 1024
+NEED_PAGE_SIZE = 1000
+NEED_PAGES = 2000  # a remote's need list is read up to 2,000,000 entries
 
 
 class Throttle:
@@ -303,35 +306,81 @@ def find_moved(
 # ------------------------------------------------------------------- findings
 
 
-def _syncthing_holds(ctx: Context, batch: Batch, entry: dict[str, Any]) -> Any:
-    """Whether Syncthing's global copy of the batch file is held by a remote device."""
-    client = ctx.syncthing
-    if client is None or not batch.location:
-        return None
-    sync_dir = ctx.roots.sync_dir
-    location = Path(batch.location)
-    if sync_dir not in location.parents:
-        return {"held": None, "detail": "the batch was never handed to Syncthing"}
-    name = (location.relative_to(sync_dir) / entry["path"]).as_posix()
-    try:
-        answer = client.db_file(ctx.settings.syncthing.folder_id, name)
-    except Exception as exc:  # noqa: BLE001 - reported, never fatal
-        return {"held": None, "detail": f"Syncthing could not be asked: {exc}"}
-    if answer is None:
-        return {"held": False, "name": name, "detail": "unknown to Syncthing"}
-    glob = answer.get("global") or {}
-    devices = answer.get("availability") or []
-    held = (
-        not glob.get("deleted", False)
-        and glob.get("size") == entry.get("size")
-        and bool(devices)
-    )
-    return {
-        "held": held,
-        "name": name,
-        "devices": [d.get("id") for d in devices if isinstance(d, dict)],
-        "deleted": bool(glob.get("deleted", False)),
-    }
+class RemoteCopies:
+    """Whether Syncthing's remote devices still hold a sorted batch file (read-only).
+
+    While a batch sits in sync_dir, Syncthing's global record of a file lists the
+    devices holding it (`/rest/db/file` availability). Once the file is sorted out of
+    sync_dir the global record is a deletion; a remote set up as documented (Receive
+    Only, ignoreDelete) keeps its copy and so keeps that deletion in its need list.
+    That list grows with the library, so it is read at most once per device per
+    verify, and only when a finding needs it.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._kept: dict[str, set[str]] | None = None
+
+    def _kept_by_device(self) -> dict[str, set[str]]:
+        if self._kept is None:
+            client, st = self.ctx.syncthing, self.ctx.settings.syncthing
+            devices = required_devices(client, st.folder_id, st.device_ids)
+            self._kept = {device: self._ignored(device) for device in devices}
+        return self._kept
+
+    def _ignored(self, device: str) -> set[str]:
+        """Names whose deletion `device` has not applied (it keeps the file)."""
+        client, folder = self.ctx.syncthing, self.ctx.settings.syncthing.folder_id
+        assert client is not None
+        names: set[str] = set()
+        for page in range(1, NEED_PAGES + 1):
+            entries = client.remote_need_page(folder, device, page, NEED_PAGE_SIZE)
+            names.update(str(e.get("name")) for e in entries if e.get("deleted"))
+            if len(entries) < NEED_PAGE_SIZE:
+                break
+        return names
+
+    def ask(self, batch: Batch, entry: dict[str, Any]) -> dict[str, Any] | None:
+        client = self.ctx.syncthing
+        if client is None or not batch.location:
+            return None
+        sync_dir = self.ctx.roots.sync_dir
+        location = Path(batch.location)
+        if sync_dir not in location.parents or batch.synced_at is None:
+            return {"held": False, "detail": "the batch never reached a remote device"}
+        name = (location.relative_to(sync_dir) / entry["path"]).as_posix()
+        try:
+            return self._answer(name, entry)
+        except Exception as exc:  # noqa: BLE001 - reported, never fatal
+            return {"held": None, "name": name, "detail": f"Syncthing: {exc}"}
+
+    def _answer(self, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+        client = self.ctx.syncthing
+        assert client is not None
+        answer = client.db_file(self.ctx.settings.syncthing.folder_id, name)
+        if answer is None:
+            return {"held": False, "name": name, "detail": "unknown to Syncthing"}
+        glob = answer.get("global") or {}
+        if not glob.get("deleted", False):
+            devices = [
+                str(d.get("id"))
+                for d in answer.get("availability") or []
+                if isinstance(d, dict) and not d.get("fromTemporary")
+            ]
+            held = bool(devices) and glob.get("size") == entry.get("size")
+            return {"held": held, "name": name, "devices": devices}
+        keeping = [d for d, names in self._kept_by_device().items() if name in names]
+        return {
+            "held": bool(keeping),
+            "name": name,
+            "devices": keeping,
+            "detail": (
+                "deleted here when sorted; these devices ignored the deletion and "
+                "keep their copy"
+                if keeping
+                else "deleted here when sorted, and on every remote device too"
+            ),
+        }
 
 
 def findings(ctx: Context, limit: int = LISTED) -> list[dict[str, Any]]:
@@ -343,6 +392,7 @@ def findings(ctx: Context, limit: int = LISTED) -> list[dict[str, Any]]:
         .limit(limit)
     )
     manifests: dict[int, Any] = {}
+    remote = RemoteCopies(ctx)
     out = []
     for row in rows:
         item: dict[str, Any] = {
@@ -381,7 +431,7 @@ def findings(ctx: Context, limit: int = LISTED) -> list[dict[str, Any]]:
                 "entry": entry,
             }
             if entry is not None:
-                item["syncthing"] = _syncthing_holds(ctx, batch, entry)
+                item["syncthing"] = remote.ask(batch, entry)
         out.append(item)
     return out
 

@@ -169,7 +169,7 @@ def test_syncthing_holding_the_original_is_reported(service: Any) -> None:
     # As if the batch had been handed over: its folder was in sync_dir.
     location = svc.ctx.roots.sync_dir / made.name
     shutil.copytree(made.location, location)
-    batch.Batch.update(location=str(location)).where(
+    batch.Batch.update(location=str(location), synced_at=utcnow()).where(
         batch.Batch.id == made.id
     ).execute()
     entry = batch.read_manifest(location)["files"][0]
