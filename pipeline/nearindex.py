@@ -79,20 +79,26 @@ class _ChunkIndex:
     by id so that membership is a binary search.
     """
 
+    SPAN = (1 << CHUNK_BITS) + 1  # bucket starts per chunk (65,536 buckets + end)
+
     def __init__(self, ids: np.ndarray, hashes: np.ndarray):
         by_id = np.argsort(ids, kind="stable")
         self.ids = ids[by_id]
         self.hashes = hashes[by_id]
-        self.order: list[np.ndarray] = []
-        self.starts: list[np.ndarray] = []
+        n = len(self.ids)
+        # One flat array for the four chunks' orders (chunk c at c * n) and one for
+        # their bucket starts (chunk c at c * SPAN, already offset by c * n), so a
+        # lookup is a handful of numpy calls whatever the number of chunks.
+        self.order = np.empty(CHUNKS * n, dtype=np.int32)
+        self.starts = np.empty(CHUNKS * self.SPAN, dtype=np.int64)
         for c in range(CHUNKS):
             key = (
                 (self.hashes >> np.uint64(c * CHUNK_BITS)) & np.uint64(0xFFFF)
             ).astype(np.uint16)
-            order = np.argsort(key, kind="stable").astype(np.int32)
-            self.order.append(order)
-            self.starts.append(
-                np.searchsorted(key[order], np.arange((1 << CHUNK_BITS) + 1))
+            order = np.argsort(key, kind="stable")
+            self.order[c * n : (c + 1) * n] = order
+            self.starts[c * self.SPAN : (c + 1) * self.SPAN] = c * n + np.searchsorted(
+                key[order], np.arange(self.SPAN)
             )
 
     def __len__(self) -> int:
@@ -107,25 +113,24 @@ class _ChunkIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(ids, distances) within `max_distance` (<= CHUNKS * (MAX_FLIPS + 1) - 1)."""
         masks = _MASKS[max_distance // CHUNKS]
-        found = []
-        for c in range(CHUNKS):
-            q = (int(h) >> (c * CHUNK_BITS)) & 0xFFFF
-            keys = q ^ masks
-            lo = self.starts[c][keys]
-            hi = self.starts[c][keys + 1]
-            counts = hi - lo
-            total = int(counts.sum())
-            if total == 0:
-                continue
-            # Concatenated ranges lo[i]..hi[i] without a Python loop.
-            offsets = np.repeat(lo - np.cumsum(counts) + counts, counts)
-            found.append(self.order[c][offsets + np.arange(total)])
-        if not found:
+        value = int(h)
+        chunks = [(value >> (c * CHUNK_BITS)) & 0xFFFF for c in range(CHUNKS)]
+        # Every bucket to read: (chunk c, its key with up to d // 4 bits flipped).
+        keys = (np.array(chunks)[:, None] ^ masks).ravel()
+        keys += np.repeat(np.arange(CHUNKS) * self.SPAN, len(masks))
+        lo = self.starts[keys]
+        counts = self.starts[keys + 1] - lo
+        total = int(counts.sum())
+        if total == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8)
-        pos = np.unique(np.concatenate(found))
+        # The concatenated ranges lo[i] .. lo[i] + counts[i], without a Python loop.
+        at = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total)
+        pos = self.order[at]
         dist = popcount64(self.hashes[pos] ^ h)
         hit = dist <= max_distance
-        return self.ids[pos[hit]], dist[hit]
+        # An entry may sit in several matching buckets: count it once.
+        pos, first = np.unique(pos[hit], return_index=True)
+        return self.ids[pos], dist[hit][first]
 
 
 def _u64(h: int) -> np.uint64:
@@ -203,7 +208,7 @@ class NearIndex:
         with self._lock:
             if self._removed_while_loading is not None:
                 self._removed_while_loading.discard(file_id)
-            pos = self._position(file_id) if file_id <= self._max_id else None
+            pos = self._position(file_id) if self._present(file_id) else None
             if pos is not None:
                 self._hashes[pos] = value
             else:
@@ -244,7 +249,7 @@ class NearIndex:
         with self._lock:
             if self._removed_while_loading is not None:
                 self._removed_while_loading.add(file_id)
-            pos = self._position(file_id)
+            pos = self._position(file_id) if self._present(file_id) else None
             if pos is None:
                 return
             last = self._n - 1
@@ -275,6 +280,19 @@ class NearIndex:
             n = self._n
             self._multi = _ChunkIndex(self._ids[:n].copy(), self._hashes[:n].copy())
             self._gone, self._gone_arr, self._d_n = set(), None, 0
+
+    def _present(self, file_id: int) -> bool:
+        """Whether `file_id` may be stored, without a pass over every entry.
+
+        Ids come in growing but are decided out of order, so "above the largest" is
+        not enough: past the multi-index threshold the frozen index (binary search)
+        and the small delta answer exactly.
+        """
+        if self._multi is None:
+            return file_id <= self._max_id
+        if file_id not in self._gone and self._multi.contains(file_id):
+            return True
+        return self._delta_position(file_id) is not None
 
     def _delta_position(self, file_id: int) -> int | None:
         found = np.flatnonzero(self._d_ids[: self._d_n] == file_id)
