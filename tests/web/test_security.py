@@ -322,7 +322,10 @@ def test_dbui_ignores_a_session_forged_with_the_public_key(service: Any) -> None
 
 
 def test_dbui_login_is_throttled_and_constant_time(service: Any) -> None:
-    svc = service(dbui={"enabled": True, "password": DBUI_PASSWORD})
+    svc = service(
+        dbui={"enabled": True, "password": DBUI_PASSWORD},
+        auth={"enabled": True, "api_key": KEY},
+    )
     with serve(svc) as client:
         for n in range(20):
             wrong = client.post(
@@ -333,6 +336,8 @@ def test_dbui_login_is_throttled_and_constant_time(service: Any) -> None:
         blocked = client.post("/dbui/login/", data={"password": "guess"})
         refused(blocked, 429, "RATE_LIMITED")
         # The API shares the count: this client is also blocked from guessing keys.
+        wrong_key = client.get("/api/files", headers={"X-API-Key": "guess"})
+        refused(wrong_key, 429, "RATE_LIMITED")
         # The owner with the right password is let in even now.
         login = client.post(
             "/dbui/login/", data={"password": DBUI_PASSWORD}, follow_redirects=True
