@@ -13,6 +13,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -397,3 +398,38 @@ def test_a_permission_error_fixed_by_chmod_is_retried() -> None:
         ["open.bin", "SORTED", None, None],
     ]
     assert seen["sorted"]["batches"] == [["SORTED", None]]
+
+
+def test_two_sorts_of_one_batch_take_turns(make_ctx: Callable[..., Context]) -> None:
+    """A retry's sort and a sort job on the same batch never move a file twice."""
+    ctx = make_ctx(intake={"media_only": False})
+    contents = take_in(ctx, 3)
+    made = batches.create_batch(ctx)
+    assert made is not None
+    paused, go = threading.Event(), threading.Event()
+
+    def checkpoint(step: str) -> None:
+        if step == "journaled" and threading.current_thread().name == "first":
+            paused.set()
+            go.wait(10)
+
+    ctx.mover.checkpoint = checkpoint
+    reports: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        reports[name] = sort.sort_batch(ctx, Batch.get_by_id(made.id))
+
+    first = threading.Thread(target=run, args=("first",), name="first")
+    first.start()
+    assert paused.wait(10)
+    second = threading.Thread(target=run, args=("second",), name="second")
+    second.start()
+    second.join(1.0)  # a racing second sort would be done by now
+    go.set()
+    first.join(10)
+    second.join(10)
+    assert reports["first"]["sorted"] == 3 and reports["first"]["errors"] == 0
+    assert reports["second"]["sorted"] == 0 and reports["second"]["errors"] == 0
+    assert by_status() == {FileStatus.SORTED: 3}
+    assert all(r.error is None for r in File.select())
+    assert held(ctx.roots.sorted_dir) == Counter(digest(c) for c in contents)
