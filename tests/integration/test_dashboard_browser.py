@@ -216,11 +216,23 @@ class Page:
         return self.eval(f"document.querySelector({json.dumps(selector)}).textContent")
 
     def click(self, selector: str) -> None:
-        """A real mouse click at the centre of the element (scrolled into view first)."""
-        box = self.eval(
+        """A real mouse click at the centre of the element (scrolled into view first).
+
+        Waits until the element stands still for two frames and is the one under the
+        pointer: a click must not land on a layout that is still moving (a swap, a
+        message appearing above it).
+        """
+        box = self.wait_for(
             f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
-            " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
-            " return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()"
+            " if (!e) return null; e.scrollIntoView({block: 'center'});"
+            " const frame = () => new Promise(r => requestAnimationFrame(() => r()));"
+            " const a = e.getBoundingClientRect();"
+            " return frame().then(frame).then(() => {"
+            "  const b = e.getBoundingClientRect();"
+            "  const x = b.left + b.width / 2, y = b.top + b.height / 2;"
+            "  const hit = document.elementFromPoint(x, y);"
+            "  const still = a.left === b.left && a.top === b.top;"
+            "  return still && hit && e.contains(hit) ? {x: x, y: y} : null; }); })()"
         )
         for kind in ("mousePressed", "mouseReleased"):
             self.send(
@@ -402,7 +414,11 @@ def test_every_page_loads_with_data_and_no_errors(
     made = populate(svc)
     with serve_app(create_app(svc.app_state())) as url:
         page = open_page(url + "/dashboard")
-        page.wait_for("!!document.getElementById('count-library')")
+        # Each part of the page is its own fragment, arriving in any order.
+        page.wait_for(
+            "['count-library', 'components', 'sync-list', 'storage-body']"
+            ".every(id => !!document.getElementById(id))"
+        )
         assert page.text("#count-library") == "3"
         assert page.text("#count-waiting") == "5"  # big, small, big2, dup, lone
         assert page.text("#count-duplicates") == "1"
@@ -459,7 +475,9 @@ def test_every_page_loads_with_data_and_no_errors(
         )
         assert page.text("#errors-body .message") == "hash: <b>bad</b> & unreadable"
         assert page.eval("document.querySelectorAll('main b').length") == 0
-        assert "notes.txt" in page.text("#skipped")
+        page.wait_for(
+            "document.getElementById('skipped').textContent.includes('notes.txt')"
+        )
         check_page(page, url, tmp_path, "problems")
 
         page = open_page(url + "/dashboard/files")

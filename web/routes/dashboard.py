@@ -336,6 +336,7 @@ def _page(
         after=after,
         target=target,
         first_url=f"{base}?{params}",
+        self_url=f"{base}?{params}{sep}after={after}" if after else f"{base}?{params}",
         next_url=f"{base}?{params}{sep}after={next_after}" if next_after else None,
     )
 
