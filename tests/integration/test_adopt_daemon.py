@@ -59,10 +59,14 @@ def test_adoption_killed_then_resumed_records_each_file_once(tmp_path: Path) -> 
     assert root_state(db) == "ADOPTING"
 
     with running(config) as (proc, url):
-        wait_until(lambda: root_state(db) == "ADOPTED", timeout=120, interval=0.1)
-        status = httpx.get(f"{url}/api/library/status").json()["data"]
-        job = status["adopt"]
-        assert job["status"] == "DONE"
+
+        def adopt_job() -> dict | None:
+            job = httpx.get(f"{url}/api/library/status").json()["data"]["adopt"]
+            return job if job and job["status"] in ("DONE", "FAILED") else None
+
+        job = wait_until(adopt_job, timeout=120, interval=0.1)
+        assert job["status"] == "DONE", job
+        assert root_state(db) == "ADOPTED"
         (report,) = job["result"]["roots"]
         assert report["unchanged"] == landed  # what was recorded is not hashed again
         assert report["recorded"] == TOTAL - landed

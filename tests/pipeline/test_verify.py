@@ -245,5 +245,10 @@ def test_scheduled_verify_hashes_at_the_configured_rate(service: Any) -> None:
         "scheduled": True,
         "rate_mb_per_s": 100,
     }
-    svc.scheduler.verify_tick()  # just verified: not due again
+    wait_until(lambda: Job.get_by_id(job.id).status == JobStatus.DONE)
+    svc.ctx.clock = lambda: utcnow() + timedelta(hours=12)
+    svc.scheduler.verify_tick()  # verified less than a day ago: not due
     assert VerifyRun.select().count() == 1
+    svc.ctx.clock = lambda: utcnow() + timedelta(days=2)
+    svc.scheduler.verify_tick()  # a day later it is
+    wait_until(lambda: VerifyRun.select().count() == 2)
