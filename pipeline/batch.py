@@ -8,7 +8,6 @@ written atomically before it becomes CREATED. A crash while BUILDING is finished
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ BUILDING = BatchStatus.BUILDING  # kept: older imports name it here
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
 GB = 1024**3
-_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ def pick_files(limit_bytes: int) -> list[File]:
 def create_batch(ctx: Context, max_size_gb: float | None = None) -> Batch | None:
     """Make one batch now; None when nothing waits (never an empty batch)."""
     limit = int((max_size_gb or ctx.settings.batch.max_size_gb) * GB)
-    with _lock:
+    with ctx.shared.batch_lock:
         resume_building(ctx)
         files = pick_files(limit)
         if not files:

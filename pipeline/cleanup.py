@@ -13,10 +13,8 @@ becomes a `skip` action and the run goes on.
 from __future__ import annotations
 
 import fnmatch
-import math
 import os
 import stat
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -67,9 +65,6 @@ NOT_TEMP_ROOTS = (
     "log_dir",
 )
 
-_run_lock = threading.Lock()
-_last_optimize: dict[str, float] = {}
-
 
 @dataclass(frozen=True)
 class Action:
@@ -95,7 +90,7 @@ def run_cleanup(
     database.
     """
     db_now, wall_now = _clocks(ctx, now)
-    with _run_lock:
+    with ctx.shared.cleanup_lock:
         steps = _Planner(ctx, db_now, wall_now).plan()
         actions = [_carry_out(step, dry_run) for step in steps]
     done = sum(action.action != "skip" for action in actions)
@@ -621,8 +616,7 @@ class _Planner:
     def _plan_optimize(self) -> None:
         db = self.ctx.writer.db
         key = str(db.database)
-        last = _last_optimize.get(key, -math.inf)
-        if self.wall_now - last < OPTIMIZE_EVERY_SECONDS:
+        if self.wall_now - self.ctx.shared.last_optimize < OPTIMIZE_EVERY_SECONDS:
             return
         incremental = db.execute_sql("PRAGMA auto_vacuum").fetchone()[0] == 2
         reason = "PRAGMA optimize" + (
@@ -637,6 +631,6 @@ class _Planner:
                     db.execute_sql("PRAGMA incremental_vacuum").fetchall()
 
             self.ctx.writer.call(work)
-            _last_optimize[key] = wall_now
+            self.ctx.shared.last_optimize = wall_now
 
         self._add("optimize_db", key, reason, optimize)

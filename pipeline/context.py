@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 from pipeline.db import Writer
 from pipeline.fsops import Mover
 from pipeline.models import utcnow
+from pipeline.nearindex import NearIndex
+from pipeline.syncthing import SyncthingClient
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,24 @@ FOLDERS: tuple[str, ...] = tuple(f.name for f in fields(Roots))
 
 
 @dataclass
+class Shared:
+    """Locks and caches the stages share, owned by one daemon's Context.
+
+    Module globals would be shared by every Context in the process: a test's daemon
+    could then wait on a lock another test left held, or see its rescan times.
+    """
+
+    batch_lock: threading.Lock = field(default_factory=threading.Lock)
+    sync_lock: threading.Lock = field(default_factory=threading.Lock)
+    cleanup_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Wall time of the last PRAGMA optimize (cleanup).
+    last_optimize: float = -math.inf
+    # Batch id -> monotonic time of its last rescan request; batches due for one.
+    rescanned_at: dict[int, float] = field(default_factory=dict)
+    rescans_due: set[int] = field(default_factory=set)
+
+
+@dataclass
 class Context:
     """Shared by all stages. `settings` is the validated config (attribute access)."""
 
@@ -47,5 +68,6 @@ class Context:
     mover: Mover
     fs_slots: threading.Semaphore
     clock: Callable[[], datetime] = utcnow
-    near_index: Any = None
-    syncthing: Any = None
+    near_index: NearIndex | None = None
+    syncthing: SyncthingClient | None = None
+    shared: Shared = field(default_factory=Shared)

@@ -12,9 +12,7 @@ takes the lock and never waits on a scan.
 
 from __future__ import annotations
 
-import threading
 import time
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,6 @@ from pipeline.syncthing import (
     SyncthingUnauthorized,
 )
 
-_lock = threading.Lock()
 RESCAN_AFTER_SECONDS = 60.0
 # The longest an API request waits for Syncthing (the folder-type check).
 QUICK_TIMEOUT = 5.0
@@ -86,7 +83,7 @@ def hand_over(ctx: Context, batch_id: int | None = None) -> list[Batch]:
     only.
     """
     _require_enabled(ctx)
-    with _lock:
+    with ctx.shared.sync_lock:
         batches = _startable(batch_id)
         if batches:
             _ensure_send_only(ctx, batches)
@@ -120,17 +117,17 @@ def sync_job(
 
 def rescans_due(ctx: Context) -> bool:
     """True when the poll found a SYNCING batch Syncthing has not indexed yet."""
-    return bool(_scans_of(ctx).due)
+    return bool(ctx.shared.rescans_due)
 
 
 def _due_for_rescan(ctx: Context, exclude: set[int]) -> list[Batch]:
-    scans = _scans_of(ctx)
-    ids = [i for i in sorted(scans.due) if i not in exclude]
+    due = ctx.shared.rescans_due
+    ids = [i for i in sorted(due) if i not in exclude]
     if not ids:
         return []
     rows = Batch.select().where(Batch.id.in_(ids), Batch.status == BatchStatus.SYNCING)
     found = list(rows.order_by(Batch.id))
-    scans.due.difference_update(ids)
+    due.difference_update(ids)
     return found
 
 
@@ -241,33 +238,9 @@ def _set_many(batch_ids: list[int], **values: Any) -> None:
     Batch.update(updated_at=utcnow(), **values).where(Batch.id.in_(batch_ids)).execute()
 
 
-class _Scans:
-    """When each batch was last scanned, and which the poll found unindexed.
-
-    The next sync job rescans the `due` ones (the poll itself never waits on a
-    scan). One per database (keyed by its writer), so batch ids never mix.
-    """
-
-    def __init__(self) -> None:
-        self.last: dict[int, float] = {}
-        self.due: set[int] = set()
-
-
-_scans: weakref.WeakKeyDictionary[Any, _Scans] = weakref.WeakKeyDictionary()
-_scans_lock = threading.Lock()
-
-
-def _scans_of(ctx: Context) -> _Scans:
-    with _scans_lock:
-        found = _scans.get(ctx.writer)
-        if found is None:
-            found = _scans[ctx.writer] = _Scans()
-        return found
-
-
 def _request_scan(ctx: Context, batch: Batch) -> bool:
     """Ask Syncthing to rescan the batch; a failure is recorded, the poll retries."""
-    _scans_of(ctx).last[batch.id] = time.monotonic()
+    ctx.shared.rescanned_at[batch.id] = time.monotonic()
     try:
         ctx.syncthing.scan(ctx.settings.syncthing.folder_id, sub=batch.name)
     except SyncthingError as exc:
@@ -337,10 +310,9 @@ def check_one(ctx: Context, batch: Batch, devices: list[str] | None = None) -> b
                 last_error=verdict.detail or None,
             )
         )
-        scans = _scans_of(ctx)
-        since = time.monotonic() - scans.last.get(batch.id, -RESCAN_AFTER_SECONDS)
-        if not verdict.indexed and since > RESCAN_AFTER_SECONDS:
-            scans.due.add(batch.id)
+        last = ctx.shared.rescanned_at.get(batch.id, -RESCAN_AFTER_SECONDS)
+        if not verdict.indexed and time.monotonic() - last > RESCAN_AFTER_SECONDS:
+            ctx.shared.rescans_due.add(batch.id)
         log.debug("{} not yet synced: {}", batch.name, verdict.detail)
         return False
     ctx.writer.call(lambda: _mark_synced(batch.id, verdict.bytes_total))
