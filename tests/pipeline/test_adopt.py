@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from pipeline.models import (
     LibraryRoot,
     RootKind,
     RootState,
+    utcnow,
 )
 from pipeline.scan import scan_inbox
 from tests.conftest import wait_until
@@ -344,3 +345,23 @@ def test_an_interrupted_adoption_resumes_at_start(service: Any) -> None:
     assert File.select().where(File.source == FileSource.ADOPTED).count() == 5
     job = Job.get(Job.kind == "adopt")
     assert json.loads(job.params)["resumed"] is True
+
+
+def test_cleanup_never_touches_a_reference_root(service: Any, tmp_path: Path) -> None:
+    from pipeline.cleanup import run_cleanup
+
+    svc = service(
+        cleanup={"min_folder_age_seconds": 0, "temp_max_age_hours": 0},
+    )
+    old = tmp_path / "old_photos"
+    photo(old / "a.jpg", 1)
+    (old / "empty" / "nested").mkdir(parents=True)
+    (old / ".mp-partial-deadbeef-a.jpg").write_bytes(b"looks like ours")
+    ancient = 1_000_000_000_000_000_000  # 2001
+    for path in (old / ".mp-partial-deadbeef-a.jpg", old / "a.jpg"):
+        os.utime(path, ns=(ancient, ancient))
+    run_adopt(svc, str(old))
+    before = sorted(str(p) for p in old.rglob("*"))
+    actions = run_cleanup(svc.ctx, now=utcnow() + timedelta(days=3650))
+    assert not [a for a in actions if str(old) in str(a.path)]
+    assert sorted(str(p) for p in old.rglob("*")) == before
