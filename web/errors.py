@@ -61,11 +61,24 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     return error(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
 
 
+# Starlette answers an unhandled error from its outermost middleware, outside the
+# guard that adds the security headers, so this answer carries its own: a JSON
+# error needs nothing at all from a browser.
+ERROR_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     logger.bind(event="http", status="500").opt(exception=exc).error(
         "unhandled error on {} {}", request.method, request.url.path
     )
-    return error(500, "internal error; see the daemon log")
+    answer = error(500, "internal error; see the daemon log")
+    answer.headers.update(ERROR_HEADERS)
+    return answer
 
 
 HANDLERS = {ApiError: api_error, HTTPException: http_error, Exception: internal_error}

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 from pipeline.models import Job
 from web.app import create_app
@@ -443,3 +444,27 @@ def test_the_authorizer_alone_refuses_writes_and_attached_files(tmp_path: Path) 
     assert conn.execute("PRAGMA user_version").fetchone() == (0,)
     conn.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rw.sqlite"]
+
+
+def test_an_unhandled_error_answers_the_envelope_with_the_headers(
+    service: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from web.routes import dashboard as dashboard_routes
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError(f"database exploded; key {KEY}")
+
+    monkeypatch.setattr(dashboard_routes, "dashboard", broken)
+    svc = service(auth={"enabled": True, "api_key": KEY})
+    with serve(svc) as client:
+        answer = client.get("/api/dashboard", headers={"X-API-Key": KEY})
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "status": "error",
+        "code": "INTERNAL_ERROR",
+        "message": "internal error; see the daemon log",
+    }
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert KEY not in answer.text
