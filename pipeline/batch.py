@@ -16,7 +16,7 @@ from loguru import logger
 
 from pipeline.context import Context
 from pipeline.failures import record_failure
-from pipeline.fsops import MoveRequest, remove_empty_tree, write_atomic
+from pipeline.fsops import MoveRequest, remove_empty_tree, split_suffix, write_atomic
 from pipeline.models import Batch, BatchStatus, File, FileStatus, iso, utcnow
 from pipeline.store import db_conn, set_batch_status
 
@@ -138,7 +138,7 @@ def _build(ctx: Context, batch: Batch) -> Batch | None:
     requests = [
         MoveRequest(
             Path(f.current_path),
-            folder / f.rel_path,
+            place(folder, f.rel_path),
             f.id,
             FileStatus.BATCHED,
             f.sha256,
@@ -172,6 +172,18 @@ def _build(ctx: Context, batch: Batch) -> Batch | None:
         manifest["size_bytes"],
     )
     return Batch.get_by_id(batch.id)
+
+
+def place(folder: Path, rel_path: str) -> Path:
+    """Where a file goes in the batch folder: never on the batch's own file names.
+
+    The manifest is written (replaced) after the files are in: a `manifest.json` or
+    `SHA256SUMS` from the top of the inbox gets `_1` instead, as on any name clash.
+    """
+    if rel_path in (MANIFEST, SUMS):
+        stem, suffix = split_suffix(rel_path)
+        rel_path = f"{stem}_1{suffix}"
+    return folder / rel_path
 
 
 def _created(batch_id: int, folder: Path, manifest: dict[str, Any]) -> None:

@@ -134,3 +134,30 @@ def test_sha256sums_escapes_names_like_gnu_sha256sum(service: Any) -> None:
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert (folder / "SHA256SUMS").read_text().count("\n") == 3
+
+
+def test_a_file_named_like_the_manifest_is_not_overwritten(service: Any) -> None:
+    # A Takeout-style `manifest.json` (a sidecar, taken in even with media_only) or a
+    # `SHA256SUMS` at the top of the inbox would land where the batch writes its own.
+    svc = service()
+    theirs = {"manifest.json": b'{"mine": true}\n', "SHA256SUMS": b"my own sums\n"}
+    for name, content in theirs.items():
+        (svc.ctx.roots.inbox / name).write_bytes(content)
+        svc.submit(svc.ctx.roots.inbox / name)
+    wait_until(
+        lambda: File.select().where(File.status == FileStatus.UNIQUE).count() == 2
+    )
+    made = batches.create_batch(svc.ctx)
+    assert made is not None and made.file_count == 2
+    folder = svc.ctx.roots.batch_dir / made.name
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["batch"] == made.name
+    for name, content in theirs.items():
+        row = File.get(File.rel_path == name)
+        assert row.status == FileStatus.BATCHED
+        assert Path(row.current_path).read_bytes() == content  # still theirs
+        assert Path(row.current_path).parent == folder
+    check = subprocess.run(
+        ["sha256sum", "-c", "SHA256SUMS"], cwd=folder, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
