@@ -139,6 +139,8 @@ def print_verified(job: dict[str, Any]) -> None:
         if remote.get("held") is not None:
             where += "  Syncthing remote: " + ("holds it" if remote["held"] else "no")
         print(f"  {item['status']:<8} {item['path']}  sha256 {item['sha256']}{where}")
+        for copy in item.get("copies") or []:
+            print(f"           same content at {copy}")
     if len(result.get("findings", [])) > SHOWN:
         print(f"  … see GET /api/library/status or the job {job['id']} result")
 

@@ -383,6 +383,34 @@ class RemoteCopies:
         }
 
 
+def _copies(row: File) -> list[str]:
+    """Other files with the last-known content that are still where recorded.
+
+    An exact copy set aside in duplicates_dir, or an identical copy adopted in
+    place, can restore the file. Each is checked on disk (size only: cheap).
+    """
+    if not row.sha256:
+        return []
+    query = (
+        File.select(File.current_path, File.size)
+        .where(
+            File.sha256 == row.sha256,
+            File.id != row.id,
+            File.status.in_((FileStatus.SORTED, FileStatus.DUPLICATE)),
+        )
+        .limit(5)
+    )
+    out = []
+    for other in query:
+        try:
+            st = os.lstat(other.current_path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_size == other.size:
+            out.append(other.current_path)
+    return out
+
+
 def findings(ctx: Context, limit: int = LISTED) -> list[dict[str, Any]]:
     """Every MISSING and CORRUPT file (up to `limit`), with what can restore it."""
     rows = list(
@@ -405,6 +433,7 @@ def findings(ctx: Context, limit: int = LISTED) -> list[dict[str, Any]]:
             "error": row.error,
             "batch": None,
             "syncthing": None,
+            "copies": _copies(row),
         }
         batch = Batch.get_or_none(Batch.id == row.batch) if row.batch else None
         if batch is not None:

@@ -92,7 +92,10 @@ def test_verify_summary_lists_findings_with_batch_and_remote(
         "message": "2 files checked: 1 missing, 1 corrupt, 1 moved, 0 restored",
         "result": {
             "moved": [{"from": "/lib/x.jpg", "to": "/lib/y/x.jpg"}],
-            "findings": [finding, {**finding, "status": "MISSING", "batch": None}],
+            "findings": [
+                finding,
+                {**finding, "status": "MISSING", "batch": None, "copies": ["/d/a.jpg"]},
+            ],
         },
     }
     library_cli.print_verified(job)
@@ -104,3 +107,4 @@ def test_verify_summary_lists_findings_with_batch_and_remote(
         "(/sync/batch_000007/m.json)  Syncthing remote: holds it"
     )
     assert out[3].startswith("  MISSING  /lib/2023/a.jpg  sha256 ")
+    assert out[4] == "           same content at /d/a.jpg"

@@ -89,6 +89,7 @@ def test_deleted_flipped_and_moved_files(service: Any) -> None:
     assert listed[str(flipped)]["sha256"] == original_sha
     assert listed[str(gone)]["status"] == MISSING
     assert listed[str(gone)]["batch"] is None  # adopted: no batch
+    assert listed[str(gone)]["copies"] == [] and listed[str(flipped)]["copies"] == []
     # Nothing deleted, overwritten or moved back by verify.
     assert snapshot(library) == before
     assert flipped.read_bytes() != original_bytes
@@ -252,3 +253,24 @@ def test_scheduled_verify_hashes_at_the_configured_rate(service: Any) -> None:
     svc.ctx.clock = lambda: utcnow() + timedelta(days=2)
     svc.scheduler.verify_tick()  # a day later it is
     wait_until(lambda: VerifyRun.select().count() == 2)
+
+
+def test_a_missing_file_lists_identical_copies_that_can_restore_it(
+    service: Any,
+) -> None:
+    svc = service()
+    library = svc.ctx.roots.sorted_dir
+    original = photo(library / "2019" / "a.jpg", 1)
+    twin = library / "backup" / "a copy.jpg"
+    twin.parent.mkdir()
+    shutil.copy2(original, twin)
+    job = svc.jobs.run_inline("adopt", lambda h: adopt.adopt_job(svc.ctx, h, []))
+    assert job.status == JobStatus.DONE
+    assert File.get(File.current_path == str(twin)).status == FileStatus.DUPLICATE
+    original.unlink()
+    (finding,) = run_verify(svc)["findings"]
+    assert finding["path"] == str(original) and finding["status"] == MISSING
+    assert finding["copies"] == [str(twin)]
+    twin.unlink()
+    (finding,) = run_verify(svc)["findings"]
+    assert finding["copies"] == []  # listed only while it is really there
