@@ -24,7 +24,7 @@ from web.app import all_routes, create_app
 sys.path.insert(0, str(Path(__file__).parent))
 from live import serve_app  # noqa: E402
 
-from tests.conftest import add_file
+from tests.conftest import add_file, wait_until
 
 KEY = "k" * 32
 HOSTILE = "<img src=x onerror=alert(1)>.jpg"
@@ -383,3 +383,38 @@ def test_with_auth_the_pages_load_but_their_data_needs_the_key(
     for path in ("/api/dashboard", "/api/duplicates", "/api/files/1/thumbnail"):
         assert http.get(path).status_code == 401, path
     assert http.post("/api/duplicates/1/resolve", json={}).status_code == 401
+
+
+def test_the_overview_shows_the_last_library_check(
+    live: Callable[..., tuple[Any, httpx.Client]],
+) -> None:
+    from pipeline.models import File
+
+    svc, http = live()
+    assert "Not checked yet" in http.get("/dashboard/fragments/status").text
+    folder = svc.ctx.roots.sorted_dir / "2020" / "01" / "02"
+    folder.mkdir(parents=True)
+    for name in ("kept.jpg", "gone.jpg"):
+        path = folder / name
+        path.write_bytes(name.encode())
+        st = path.stat()
+        svc.ctx.writer.call(
+            lambda p=path, st=st: File.create(
+                original_path=str(p),
+                rel_path=p.name,
+                current_path=str(p),
+                size=st.st_size,
+                mtime_ns=st.st_mtime_ns,
+                status=FileStatus.SORTED,
+            )
+        )
+    (folder / "gone.jpg").unlink()
+    assert http.post("/api/library/verify", json={}).status_code == 202
+
+    def checked() -> str | None:
+        text = http.get("/dashboard/fragments/status").text
+        return text if "Last checked" in text else None
+
+    status = wait_until(checked, timeout=30)
+    assert re.search(r"2 files, sizes and dates compared", status)
+    assert "1 missing, 0 changed" in status
