@@ -20,7 +20,8 @@ Steps, all in one run:
    loaded (in the background) and when the counters were checked (in the background).
 3. Every read route of the OpenAPI document (path ids filled with real rows; the
    thumbnail route is left out: no image files exist) `--requests` times with one
-   kept-alive httpx client after 5 warm-up requests: median and p95.
+   kept-alive httpx client after 5 warm-up requests: median and p95; the same
+   requests to the empty library give each route's floor.
 4. Intake: `--intake` new small distinct JPEGs renamed into each inbox (watcher on,
    settle 0.2 s), timed until every row is decided; `--rounds` rounds, each with new
    files made twice (one copy per library), alternating which library goes first,
@@ -396,6 +397,15 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a database file: built there once (for this --n and --seed), copied after",
     )
     p.add_argument(
+        "--sequential-child", choices=("big", "empty"), help=argparse.SUPPRESS
+    )
+    p.add_argument("--library-file", type=Path, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--no-sequential",
+        action="store_true",
+        help="skip the intake rounds with one daemon at a time",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -442,9 +452,18 @@ def run(args: argparse.Namespace, root: Path) -> bool:
         with httpx.Client(base_url=base) as client:
             urls = read_routes(client, args.n)
         timings = time_routes(base, urls, args.requests)
+        # The same requests to the empty library: the floor of each route, and both
+        # daemons have then served the same work before the intake rounds.
+        floor = time_routes(f"http://127.0.0.1:{empty.port}", urls, args.requests)
         medians = {u: statistics.median(s) for u, s in timings.items()}
         route_rows = [
-            (u, f"{medians[u]:.1f} ms", f"p95 {p95(timings[u]):.1f} ms") for u in urls
+            (
+                u,
+                f"{medians[u]:.1f} ms",
+                f"p95 {p95(timings[u]):.1f} ms; empty library"
+                f" {statistics.median(floor[u]):.1f} ms",
+            )
+            for u in urls
         ]
         # Alternate (empty, big, big, empty, ...), so that drift in the machine's
         # load hits both sides alike.
@@ -492,6 +511,18 @@ def run(args: argparse.Namespace, root: Path) -> bool:
     finally:
         big.stop()
         empty.stop()
+    if not args.no_sequential:
+        library = root / "library-copy.sqlite"
+        shutil.copyfile(big.db, library)  # stopped: its WAL is checkpointed
+        seq_cpu, seq_wall = sequential_intake(args, library, root)
+        library.unlink()
+        rows.append(
+            (
+                "intake ratio, one daemon at a time",
+                f"{seq_cpu:.2f}x CPU",
+                f"wall {seq_wall:.2f}x; in-process, big-empty-empty-big",
+            )
+        )
     print_table(f"library of {args.n:,} files", rows)
     print_table("read routes (kept-alive client)", route_rows)
     dashboard = medians["/api/dashboard"]
@@ -539,8 +570,82 @@ def startup_rows(big: Daemon, empty: Daemon) -> list[Row]:
     return rows
 
 
+def sequential_child(which: str, library: Path, root: Path, args: Any) -> None:
+    """One daemon alone (in this process): warm-up round, then timed rounds; JSON out.
+
+    The in-process counterpart of the side-by-side rounds: one library at a time, so
+    the other daemon's memory and threads are not on the machine meanwhile.
+    """
+    from daemon.config import load
+    from daemon.service import Service
+
+    config = write_config(root, watcher={"settle_seconds": 0.2}, **overrides(args.set))
+    db = Path(_yaml(config)["database"]["path"])
+    if which == "big":
+        shutil.copyfile(library, db)
+    staged = [
+        make_jpegs(root / f"seq{r}", args.intake, args.seed + 101 + r)
+        for r in range(args.rounds + 1)
+    ]
+    os.sync()
+    svc = Service(load(config, environ={}))
+    svc.start()
+    try:
+        svc.ctx.near_index.wait_ready(120)
+        if svc._counter_check is not None:
+            svc._counter_check.join(120)
+        conn = read_db(db)
+        cpu, wall = 0.0, 0.0
+        marks = ",".join("?" * len(DECIDED))
+        decided = f"SELECT COUNT(*) FROM files WHERE id > ? AND status IN ({marks})"
+        for r, folder in enumerate(staged):
+            top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0]
+            c0, w0 = time.process_time(), time.perf_counter()
+            folder.rename(svc.ctx.roots.inbox / folder.name)
+
+            def done(top: int = top) -> bool:
+                row = conn.execute(decided, (top, *DECIDED)).fetchone()
+                return bool(row[0] >= args.intake)
+
+            wait_for(done, 600, interval=0.01)
+            if r:  # round 0 warms the caches up
+                cpu += time.process_time() - c0
+                wall += time.perf_counter() - w0
+        conn.close()
+    finally:
+        svc.stop()
+    print(json.dumps({"cpu": cpu, "wall": wall}))
+
+
+def sequential_intake(args: Any, library: Path, root: Path) -> tuple[float, float]:
+    """(CPU ratio, wall ratio) big/empty, each daemon alone, big-empty-empty-big."""
+    totals = {"big": [0.0, 0.0], "empty": [0.0, 0.0]}
+    for k, which in enumerate(("big", "empty", "empty", "big")):
+        folder = root / f"seq-{k}-{which}"
+        folder.mkdir()
+        command = [
+            sys.executable, str(Path(__file__).resolve()), "--sequential-child",
+            which, "--library-file", str(library), "--workdir", str(folder),
+            "--intake", str(args.intake), "--rounds", str(args.rounds),
+            "--seed", str(args.seed), *[f"--set={v}" for v in args.set],
+        ]  # fmt: skip
+        out = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+        figures = json.loads(out.strip().splitlines()[-1])
+        totals[which][0] += figures["cpu"]
+        totals[which][1] += figures["wall"]
+    return (
+        totals["big"][0] / totals["empty"][0],
+        totals["big"][1] / totals["empty"][1],
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    if args.sequential_child:
+        sequential_child(args.sequential_child, args.library_file, args.workdir, args)
+        return 0
     ok = run_in_workdir(
         "bench/scale.py", args.workdir, lambda root: run(args, root), argv
     )
