@@ -236,7 +236,8 @@ def test_scheduled_verify_hashes_at_the_configured_rate(service: Any) -> None:
     svc.ctx.clock = lambda: utcnow() + timedelta(days=2)
     svc.scheduler.verify_tick()
     wait_until(
-        lambda: VerifyRun.select().where(VerifyRun.finished_at.is_null(False)).count()
+        lambda: VerifyRun.select().where(VerifyRun.finished_at.is_null(False)).count(),
+        timeout=120,
     )
     run = VerifyRun.get()
     assert run.hashed and run.scheduled and run.checked == 2
@@ -246,13 +247,13 @@ def test_scheduled_verify_hashes_at_the_configured_rate(service: Any) -> None:
         "scheduled": True,
         "rate_mb_per_s": 100,
     }
-    wait_until(lambda: Job.get_by_id(job.id).status == JobStatus.DONE)
+    wait_until(lambda: Job.get_by_id(job.id).status == JobStatus.DONE, timeout=120)
     svc.ctx.clock = lambda: utcnow() + timedelta(hours=12)
     svc.scheduler.verify_tick()  # verified less than a day ago: not due
     assert VerifyRun.select().count() == 1
     svc.ctx.clock = lambda: utcnow() + timedelta(days=2)
     svc.scheduler.verify_tick()  # a day later it is
-    wait_until(lambda: VerifyRun.select().count() == 2)
+    wait_until(lambda: VerifyRun.select().count() == 2, timeout=120)
 
 
 def test_a_missing_file_lists_identical_copies_that_can_restore_it(
