@@ -16,7 +16,13 @@ from loguru import logger
 
 from pipeline.context import Context
 from pipeline.failures import record_failure
-from pipeline.fsops import MoveRequest, remove_empty_tree, split_suffix, write_atomic
+from pipeline.fsops import (
+    TEMP_PREFIX,
+    MoveRequest,
+    remove_empty_tree,
+    split_suffix,
+    write_atomic,
+)
 from pipeline.models import Batch, BatchStatus, File, FileStatus, iso, utcnow
 from pipeline.store import db_conn, set_batch_status
 
@@ -218,10 +224,20 @@ def write_manifest(folder: Path, batch: Batch, members: list[File]) -> dict[str,
         "files": entries,
     }
     folder.mkdir(parents=True, exist_ok=True)
+    _sweep_cut_writes(folder)
     write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     sums = "".join(sums_line(e["sha256"], e["path"]) for e in entries)
     write_atomic(folder / SUMS, sums)
     return manifest
+
+
+def _sweep_cut_writes(folder: Path) -> None:
+    """Remove the temp files of a manifest write a crash cut short (ours, never user
+    bytes), so that the folder holds only the batch and can be handed over whole."""
+    for name in (MANIFEST, SUMS):
+        for stale in folder.glob(f"{TEMP_PREFIX}*-{name}"):
+            if stale.is_file() and not stale.is_symlink():
+                stale.unlink(missing_ok=True)
 
 
 def sums_line(sha256: str, path: str) -> str:

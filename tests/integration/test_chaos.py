@@ -47,9 +47,8 @@ PHASES = ("ingest", "batching", "handover", "sorting")
 ROUND_TIMEOUT = 90.0
 FINAL_TIMEOUT = 180.0
 TERMINAL = ("SORTED", "DUPLICATE", "SKIPPED")
-# What the pipeline writes beside the files (batch manifests), and the temp file of a
-# manifest write a kill cut short (`.mp-partial-<hex>-manifest.json`: never user
-# bytes; cleanup removes it after cleanup.temp_max_age_hours).
+# What the pipeline writes beside the files in a batch folder. Anything else counts,
+# the temp file of a manifest write a kill cut short included (the batch is rebuilt).
 METADATA = ("manifest.json", "SHA256SUMS")
 
 
@@ -199,7 +198,7 @@ def managed_files(tmp_path: Path, sync_dir: Path) -> list[Path]:
     for path in sync_dir.rglob("*"):
         if path.is_file() and not path.name.startswith((".st", ".syncthing")):
             found.append(path)
-    return [p for p in found if not p.name.endswith(METADATA)]
+    return [p for p in found if p.name not in METADATA]
 
 
 def settled(watch: Watch, expected_rows: int) -> bool:

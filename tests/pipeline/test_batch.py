@@ -123,6 +123,27 @@ def test_building_batch_is_finished_after_a_crash(service: Any) -> None:
     assert (svc.ctx.roots.batch_dir / claimed.name / "SHA256SUMS").exists()
 
 
+def test_a_manifest_write_cut_short_leaves_no_temp_file(service: Any) -> None:
+    """Found by tests/integration/test_chaos.py: a kill mid-write left the temp file."""
+    svc = service()
+    files = [accept(svc, f"f{n}.bin", 10) for n in range(2)]
+    claimed = svc.ctx.writer.call(lambda: batches._claim(files))
+    folder = svc.ctx.roots.batch_dir / claimed.name
+    folder.mkdir(parents=True)
+    cut = folder / ".mp-partial-0badcafe-manifest.json"
+    cut.write_text('{"batch": "batch_0')  # the write the kill interrupted
+    (folder / ".mp-partial-0badcafe-SHA256SUMS").write_text("")
+    (done,) = batches.resume_building(svc.ctx)
+    assert done.status == BatchStatus.CREATED
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "SHA256SUMS",
+        "f0.bin",
+        "f1.bin",
+        "manifest.json",
+    ]
+    assert json.loads((folder / "manifest.json").read_text())["file_count"] == 2
+
+
 def test_sha256sums_escapes_names_like_gnu_sha256sum(service: Any) -> None:
     svc = service()
     for name in ("back\\slash.bin", "new\nline.bin", "plain name.bin"):
