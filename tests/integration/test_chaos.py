@@ -198,7 +198,12 @@ def managed_files(tmp_path: Path, sync_dir: Path) -> list[Path]:
     for path in sync_dir.rglob("*"):
         if path.is_file() and not path.name.startswith((".st", ".syncthing")):
             found.append(path)
-    return [p for p in found if p.name not in METADATA]
+    batch_roots = {tmp_path / "batch", sync_dir}
+    # A batch's own manifest sits at the top of its folder; a user's file of that name
+    # would have been renamed there (manifest_1.json) and counts anywhere else.
+    return [
+        p for p in found if not (p.name in METADATA and p.parent.parent in batch_roots)
+    ]
 
 
 def settled(watch: Watch, expected_rows: int) -> bool:
