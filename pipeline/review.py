@@ -10,11 +10,14 @@ library).
 from __future__ import annotations
 
 import os
+import threading
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from loguru import logger
 
+from pipeline import sort
 from pipeline.context import Context
 from pipeline.fsops import MoveError, MoveRequest
 from pipeline.models import File, FileStatus, database_proxy, sql_time, utcnow
@@ -27,6 +30,8 @@ MOVABLE = (
     FileStatus.SYNCED,
     FileStatus.SORTED,
 )
+# How long "duplicate" waits for a batch, hand-over or sort that may move the file.
+LOCK_WAIT_SECONDS = 30.0
 
 
 class ReviewError(Exception):
@@ -124,6 +129,20 @@ def _inside(path: str, roots: tuple[Path, ...]) -> bool:
     )
 
 
+def _stage_locks(ctx: Context, status: str) -> list[threading.Lock]:
+    """The locks of the stages that may move a file in `status` (claim, then move).
+
+    Held while the file is set aside, so the batch, hand-over or sort cannot take
+    the same file at the same time: two moves of one file would leave its row
+    pointing at the loser's destination, or a batch listing a file it lost.
+    """
+    if status == FileStatus.UNIQUE:
+        return [ctx.shared.batch_lock]
+    if status in (FileStatus.BATCHED, FileStatus.SYNCED):
+        return [ctx.shared.sync_lock, sort._lock]
+    return []  # SORTED: nothing else moves a library file
+
+
 def mark_duplicate(ctx: Context, file_id: int) -> File:
     """Move a flagged file to duplicates_dir (journaled); it becomes DUPLICATE of its group's file."""
     row = _flagged(file_id)
@@ -131,6 +150,18 @@ def mark_duplicate(ctx: Context, file_id: int) -> File:
         raise ReviewError(
             409, f"file {file_id} is {row.status}; only a kept file can be set aside"
         )
+    with ExitStack() as held:
+        for lock in _stage_locks(ctx, row.status):
+            if not lock.acquire(timeout=LOCK_WAIT_SECONDS):
+                raise ReviewError(
+                    409, f"file {file_id} is being batched, synced or sorted; retry"
+                )
+            held.callback(lock.release)
+        return _set_aside(ctx, row)
+
+
+def _set_aside(ctx: Context, row: File) -> File:
+    file_id = row.id
     roots = ctx.roots
     if not _inside(
         row.current_path,
@@ -144,6 +175,9 @@ def mark_duplicate(ctx: Context, file_id: int) -> File:
         current = File.get_by_id(file_id)
         if current.status != row.status or current.current_path != row.current_path:
             raise ReviewError(409, f"file {file_id} moved meanwhile; reload")
+        if current.status == FileStatus.UNIQUE and current.batch is not None:
+            # Claimed by a batch a crash left building: it moves in at the next batch.
+            raise ReviewError(409, f"file {file_id} is joining a batch; retry")
         File.update(duplicate_of=base).where(File.id == file_id).execute()
 
     ctx.writer.call(claim)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
+from pipeline import batch as batches
 from pipeline import review
 from pipeline.db import migrate
 from pipeline.dedup import decide
@@ -197,6 +199,47 @@ def test_duplicate_refuses_a_file_outside_the_folders(
         review.mark_duplicate(svc.ctx, small.id)
     assert refused.value.code == 409 and outside.exists()
     assert File.get_by_id(small.id).status == FileStatus.UNIQUE
+
+
+def test_duplicate_waits_for_a_batch_being_built(service: Any) -> None:
+    # create_batch claims files, then moves them in, holding the batch lock: a file
+    # set aside in between would be listed by a batch it is not in.
+    svc = service()
+    big, small = near_pair(svc)
+    outcome: list[Any] = []
+
+    def resolve() -> None:
+        try:
+            outcome.append(review.mark_duplicate(svc.ctx, small.id))
+        except review.ReviewError as exc:
+            outcome.append(exc)
+
+    with svc.ctx.shared.batch_lock:
+        worker = threading.Thread(target=resolve)
+        worker.start()
+        worker.join(0.5)  # the click lands while the batch is being built
+        made = svc.ctx.writer.call(lambda: batches._claim([big, small]))
+        made = batches._build(svc.ctx, made)
+    worker.join(30)
+    assert made is not None and made.file_count == 2
+    assert isinstance(outcome[0], review.ReviewError) and outcome[0].code == 409
+    row = File.get_by_id(small.id)
+    assert row.status == FileStatus.BATCHED and Path(row.current_path).exists()
+    assert not any(svc.ctx.roots.duplicates_dir.rglob("*.jpg"))
+
+
+def test_duplicate_refuses_a_file_a_crashed_batch_claimed(service: Any) -> None:
+    # Killed between the claim and the moves: the batch is BUILDING and owns the file
+    # until the next batch run finishes it.
+    svc = service()
+    big, small = near_pair(svc)
+    claimed = svc.ctx.writer.call(lambda: batches._claim([small]))
+    with pytest.raises(review.ReviewError) as refused:
+        review.mark_duplicate(svc.ctx, small.id)
+    assert refused.value.code == 409
+    done = batches.resume_building(svc.ctx)
+    assert [b.id for b in done] == [claimed.id] and done[0].file_count == 1
+    assert File.get_by_id(small.id).status == FileStatus.BATCHED
 
 
 def test_migration_8_flattens_old_chains(service: Any) -> None:
