@@ -173,38 +173,43 @@ def _transition(old: str, new: str) -> None:
     check_file_transition(old, new)
 
 
+# A finding is written only to the row as it was checked: a check can run minutes
+# after its page was read (a throttled --hash run), and meanwhile the owner may
+# have set the file aside (DUPLICATE, moved to duplicates_dir) or a sort moved it.
+_AS_CHECKED = " WHERE id = ? AND status = ? AND current_path = ?"
+
+
 def _apply(checks: list[Check], tally: Tally) -> None:
     """On the writer thread: record corrupt, restored and touched files."""
     con = database_proxy.connection()
     now = sql_time(utcnow())
     for c in checks:
         row = c.row
+        checked = (row.id, row.status, row.path)
         if c.outcome == "corrupt" and row.status != CORRUPT:
             _transition(row.status, CORRUPT)
             found = f"sha256 now {c.sha256}" if c.sha256 else "not hashed"
-            con.execute(
-                "UPDATE files SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+            tally.corrupt += con.execute(
+                "UPDATE files SET status = ?, error = ?, updated_at = ?" + _AS_CHECKED,
                 (
                     CORRUPT,
                     f"verify: content changed ({found}, size {c.size}, was "
                     f"{row.size}); the last-known SHA-256 is kept",
                     now,
-                    row.id,
+                    *checked,
                 ),
-            )
-            tally.corrupt += 1
+            ).rowcount
         elif c.outcome in ("ok", "touched") and row.status != FileStatus.SORTED:
             _transition(row.status, FileStatus.SORTED)
-            con.execute(
+            tally.restored += con.execute(
                 "UPDATE files SET status = ?, error = NULL, mtime_ns = ?,"
-                " updated_at = ? WHERE id = ?",
-                (FileStatus.SORTED, c.mtime_ns, now, row.id),
-            )
-            tally.restored += 1
+                " updated_at = ?" + _AS_CHECKED,
+                (FileStatus.SORTED, c.mtime_ns, now, *checked),
+            ).rowcount
         elif c.outcome == "touched":
             con.execute(
-                "UPDATE files SET mtime_ns = ?, updated_at = ? WHERE id = ?",
-                (c.mtime_ns, now, row.id),
+                "UPDATE files SET mtime_ns = ?, updated_at = ?" + _AS_CHECKED,
+                (c.mtime_ns, now, *checked),
             )
 
 
@@ -215,24 +220,34 @@ def _mark_missing(rows: list[Row], tally: Tally) -> None:
         if row.status == MISSING:
             continue
         _transition(row.status, MISSING)
-        con.execute(
-            "UPDATE files SET status = ?, error = ?, updated_at = ? WHERE id = ?",
-            (MISSING, f"verify: not found at {row.path}", now, row.id),
-        )
-        tally.missing += 1
+        tally.missing += con.execute(
+            "UPDATE files SET status = ?, error = ?, updated_at = ?" + _AS_CHECKED,
+            (MISSING, f"verify: not found at {row.path}", now, row.id)
+            + (row.status, row.path),
+        ).rowcount
 
 
-def _moved(row: Row, path: str, mtime_ns: int) -> None:
+def _moved(row: Row, path: str, mtime_ns: int) -> bool:
+    """Point the row at where its content turned up; False if the row changed."""
     if row.status != FileStatus.SORTED:
         _transition(row.status, FileStatus.SORTED)
-    File.update(
-        current_path=path,
-        target_path=path,
-        mtime_ns=mtime_ns,
-        status=FileStatus.SORTED,
-        error=None,
-        updated_at=utcnow(),
-    ).where(File.id == row.id).execute()
+    updated = (
+        File.update(
+            current_path=path,
+            target_path=path,
+            mtime_ns=mtime_ns,
+            status=FileStatus.SORTED,
+            error=None,
+            updated_at=utcnow(),
+        )
+        .where(
+            File.id == row.id,
+            File.status == row.status,
+            File.current_path == row.path,
+        )
+        .execute()
+    )
+    return bool(updated)
 
 
 # ------------------------------------------------------- files moved in the library
@@ -294,7 +309,8 @@ def find_moved(
             if not waiting:
                 continue
             row = waiting.pop(0)
-            ctx.writer.call(lambda r=row, p=path, m=mtime_ns: _moved(r, p, m))
+            if not ctx.writer.call(lambda r=row, p=path, m=mtime_ns: _moved(r, p, m)):
+                continue  # changed meanwhile: not ours to follow
             found.add(row.id)
             tally.moved.append({"file_id": row.id, "from": row.path, "to": path})
             logger.bind(event="verify", file_id=row.id, status="SORTED").info(

@@ -275,3 +275,36 @@ def test_a_missing_file_lists_identical_copies_that_can_restore_it(
     twin.unlink()
     (finding,) = run_verify(svc)["findings"]
     assert finding["copies"] == []  # listed only while it is really there
+
+
+def test_a_file_set_aside_while_verify_runs_keeps_its_status(
+    service: Any, monkeypatch: Any
+) -> None:
+    # A throttled `verify --hash` checks a page's files long after reading it: the
+    # owner may set one aside meanwhile (SORTED -> DUPLICATE, into duplicates_dir).
+    from pipeline.fsops import MoveRequest
+
+    svc = service()
+    paths = adopted_library(svc, n=3)
+    target = File.get(File.original_path == str(paths[1]))
+    aside = svc.ctx.roots.duplicates_dir / "p01.jpg"
+    real_check = verify.check_file
+
+    def owner_acts_first(ctx: Any, row: Any, *args: Any) -> Any:
+        if row.id == target.id:
+            ctx.mover.move(
+                MoveRequest(
+                    row.path, aside, row.id, FileStatus.DUPLICATE, target.sha256
+                )
+            )
+        return real_check(ctx, row, *args)
+
+    monkeypatch.setattr(verify, "check_file", owner_acts_first)
+    result = run_verify(svc, hash_all=True)
+    row = File.get_by_id(target.id)
+    assert (row.status, row.current_path) == (FileStatus.DUPLICATE, str(aside))
+    assert result["new_missing"] == 0 and result["findings"] == []
+    monkeypatch.setattr(verify, "check_file", real_check)
+    again = run_verify(svc)  # nothing to find later either
+    assert File.get_by_id(target.id).status == FileStatus.DUPLICATE
+    assert again["findings"] == []
