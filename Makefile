@@ -24,6 +24,7 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/black --check --line-length 88 .
+	$(BIN)/mypy
 
 test: install system-deps lint
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=85

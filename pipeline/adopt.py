@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -410,7 +411,7 @@ def adopt_root(
         # map() yields in submission order: rows are committed in path order, so
         # "the first" of identical files is the first by path, run after run.
         for entries in pool.map(lambda c: _hash_chunk(ctx, c), _chunks(todo)):
-            ctx.writer.call(lambda e=entries: record(ctx, e, report))
+            ctx.writer.call(partial(record, ctx, entries, report))
             problems = [e for e in entries if e.problem]
             report.problems += [
                 {"path": e.path, "problem": e.problem or ""} for e in problems

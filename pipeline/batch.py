@@ -56,7 +56,8 @@ def waiting(ctx: Context) -> Waiting:
 
 def pick_files(limit_bytes: int) -> list[File]:
     """UNIQUE files oldest first until the next would pass the limit (at least one)."""
-    chosen, total = [], 0
+    chosen: list[File] = []
+    total = 0
     query = (
         File.select()
         .where(File.status == FileStatus.UNIQUE, File.batch.is_null())

@@ -12,7 +12,7 @@ from typing import Any
 
 from peewee import fn
 
-from pipeline.models import Batch, BatchStatus, File, Job, JobStatus, iso
+from pipeline.models import Batch, BatchStatus, File, Job, JobStatus, iso, tuples
 
 # How a file's status reads on the chart: where it ended up (or not yet).
 OUTCOMES = {
@@ -42,11 +42,10 @@ def intake(now: datetime, span: str = "hour") -> dict[str, Any]:
     """Files taken in per hour (24 h) or per day (30 days), stacked by outcome."""
     start, labels, pattern, _ = _buckets(now, span)
     bucket = fn.strftime(pattern, File.created_at)
-    rows = (
+    rows = tuples(
         File.select(bucket, File.status, fn.COUNT(File.id))
         .where(File.created_at >= start)
         .group_by(bucket, File.status)
-        .tuples()
     )
     series = {name: dict.fromkeys(labels, 0) for name in OUTCOMES}
     for when, status, count in rows:
@@ -72,11 +71,12 @@ def library_growth(now: datetime, days: int = 30) -> dict[str, Any]:
         .scalar()
     )
     day = fn.strftime("%Y-%m-%d", Batch.sorted_at)
-    per_day = dict(
-        Batch.select(day, fn.SUM(Batch.file_count))
-        .where(Batch.status == BatchStatus.SORTED, Batch.sorted_at >= start)
-        .group_by(day)
-        .tuples()
+    per_day: dict[str, int] = dict(
+        tuples(
+            Batch.select(day, fn.SUM(Batch.file_count))
+            .where(Batch.status == BatchStatus.SORTED, Batch.sorted_at >= start)
+            .group_by(day)
+        )
     )
     labels, totals, running = [], [], int(before or 0)
     for n in range(days):

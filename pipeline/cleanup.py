@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from loguru import logger
@@ -26,7 +27,15 @@ from loguru import logger
 from pipeline.context import Context
 from pipeline.fsops import TEMP_PREFIX
 from pipeline.media import MEDIA_EXTS, SIDECAR_EXTS
-from pipeline.models import Batch, BatchStatus, Job, JobStatus, MoveJournal, MoveState
+from pipeline.models import (
+    Batch,
+    BatchStatus,
+    Job,
+    JobStatus,
+    MoveJournal,
+    MoveState,
+    tuples,
+)
 
 ACTIONS = (
     "remove_empty_dir",
@@ -511,10 +520,10 @@ class _Planner:
             MoveJournal.tmp.is_null(False),
             MoveJournal.state.in_((MoveState.PENDING, MoveState.FAILED)),
         )
-        for row in rows.tuples():
-            name = Path(row[0]).name
+        for tmp, state in tuples(rows):
+            name = Path(tmp).name
             if held.get(name) != MoveState.PENDING:
-                held[name] = row[1]
+                held[name] = state
         return held
 
     def _plan_partials(self) -> None:
@@ -537,7 +546,7 @@ class _Planner:
                 "remove_partial",
                 item.path,
                 f"abandoned partial copy older than {hours:g} h",
-                lambda i=item: _unlink(i.path, i.st, i.root.real),
+                partial(_unlink, item.path, item.st, item.root.real),
             )
 
     # empty folders -----------------------------------------------------------------
@@ -589,7 +598,7 @@ class _Planner:
                     "remove_log",
                     path,
                     f"rotated log older than {days:g} days",
-                    lambda p=path, s=st: _unlink(p, s, root_real),
+                    partial(_unlink, path, st, root_real),
                 )
 
     def _plan_jobs(self) -> None:

@@ -49,7 +49,8 @@ class PipelineDatabase(SqliteDatabase):
     strict_states = False
 
     def _add_conn_hooks(self, conn: sqlite3.Connection) -> None:
-        super()._add_conn_hooks(conn)
+        # A private peewee hook (run on every new connection) its stubs leave out.
+        super()._add_conn_hooks(conn)  # type: ignore[misc]
         if self.strict_states:
             install_strict_checks(conn)
 

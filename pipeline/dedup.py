@@ -23,7 +23,7 @@ from pipeline.models import (
     sql_time,
     utcnow,
 )
-from pipeline.nearindex import informative
+from pipeline.nearindex import NearIndex, informative
 from pipeline.states import check_file_transition
 
 
@@ -95,8 +95,10 @@ def decide(ctx: Context, item: Item) -> Decision | None:
     )
     # A flagged image stays out of the index: images like it match the one it
     # resembles, so each image is in one review group.
-    if near is None and _matchable(ctx, item):
-        ctx.near_index.add(item.file_id, item.phash)
+    matchable = _matchable(ctx, item)
+    if near is None and matchable is not None:
+        index, phash = matchable
+        index.add(item.file_id, phash)
     return Decision(FileStatus.UNIQUE, near_duplicate_of=near, distance=distance)
 
 
@@ -114,22 +116,26 @@ def _exact_match(con: sqlite3.Connection, item: Item) -> int | None:
     return found[0] if found else None
 
 
-def _matchable(ctx: Context, item: Item) -> bool:
-    """An image whose pHash says enough to compare (a flat image's does not)."""
-    return (
-        item.phash is not None
-        and ctx.near_index is not None
-        and informative(item.phash)
-    )
+def _matchable(ctx: Context, item: Item) -> tuple[NearIndex, int] | None:
+    """The near index and the item's pHash, when that pHash says enough to compare.
+
+    None for a file without a pHash, a flat image (its pHash says nothing) or a
+    context without a near index.
+    """
+    if item.phash is None or ctx.near_index is None or not informative(item.phash):
+        return None
+    return ctx.near_index, item.phash
 
 
 def _nearest(ctx: Context, item: Item) -> tuple[int | None, int | None]:
     """The closest accepted image within the limit, skipping pairs the owner kept."""
     limit = ctx.settings.dedup.near_duplicate_distance
-    if limit <= 0 or not _matchable(ctx, item):
+    matchable = _matchable(ctx, item)
+    if limit <= 0 or matchable is None:
         return None, None
+    index, phash = matchable
     kept = kept_partners(database_proxy.connection(), item.file_id)
-    for other, distance in ctx.near_index.within(item.phash, limit, len(kept) + 2):
+    for other, distance in index.within(phash, limit, len(kept) + 2):
         if other != item.file_id and other not in kept:
             return other, distance
     return None, None

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from loguru import logger
@@ -130,7 +131,7 @@ def fsync_dir(path: StrPath) -> None:
 
 def _libc_function(name: str) -> Callable[..., int] | None:
     try:
-        return getattr(ctypes.CDLL(None, use_errno=True), name)  # type: ignore[no-any-return]
+        return getattr(ctypes.CDLL(None, use_errno=True), name)
     except (AttributeError, OSError):
         return None
 
@@ -810,9 +811,9 @@ def recover(writer: Writer) -> dict[str, int]:
         except OSError as exc:  # e.g. a source folder swapped for a symlink
             state, dst, error = MoveState.FAILED, entry.dst, _reason(exc)
         if state == MoveState.DONE:
-            writer.call(lambda e=entry, d=dst: finish_rows([(e, d)]))
+            writer.call(partial(finish_rows, [(entry, dst)]))
         else:
-            writer.call(lambda e=entry, s=state, r=error: close_entry(e, s, r))
+            writer.call(partial(close_entry, entry, state, error))
         counts[state] += 1
         logger.bind(event="recover", file_id=entry.file_id, status=state).info(
             "journal entry {} settled as {}: {} -> {}",

@@ -5,7 +5,9 @@ Models bind to `database_proxy`; `pipeline.db.open_database` initialises it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from peewee import (
     SQL,
@@ -47,6 +49,15 @@ def sql_time(value: datetime) -> str:
 def iso(value: datetime | None) -> str | None:
     """A stored (naive UTC) timestamp as ISO 8601 with `Z`, or None."""
     return value.isoformat() + "Z" if value else None
+
+
+def tuples(query: Any) -> Iterator[tuple[Any, ...]]:
+    """The rows of a peewee `query` as plain tuples.
+
+    What `query.tuples()` yields; peewee's own stubs type that as the model query, so
+    code unpacking its rows would not type-check.
+    """
+    return iter(query.tuples())
 
 
 class BaseModel(Model):

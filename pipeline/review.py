@@ -75,26 +75,28 @@ def near_groups(limit: int, after: int = 0) -> tuple[list[Group], int | None]:
         .order_by(File.near_duplicate_of, File.id)
     )
     for row in query:
-        members[row.near_duplicate_of].append(row)
+        if row.near_duplicate_of is not None:  # always: selected by it
+            members[row.near_duplicate_of].append(row)
     groups = [Group(bases.get(k), k, members[k]) for k in keys]
     return groups, keys[-1] if more else None
 
 
-def _flagged(file_id: int) -> File:
+def _flagged(file_id: int) -> tuple[File, int]:
+    """The flagged file's row and the id of the file it resembles."""
     row = File.get_or_none(File.id == file_id)
     if row is None:
         raise ReviewError(404, f"no file with id {file_id}")
     if row.near_duplicate_of is None:
         raise ReviewError(409, f"file {file_id} is not flagged as a near-duplicate")
-    return row
+    return row, row.near_duplicate_of
 
 
 def keep(ctx: Context, file_id: int) -> File:
     """Keep both images: clear the flag and never raise it again for this pair."""
 
     def write() -> File:
-        row = _flagged(file_id)
-        low, high = sorted((row.id, row.near_duplicate_of))
+        row, base = _flagged(file_id)
+        low, high = sorted((row.id, base))
         con = database_proxy.connection()
         con.execute(
             "INSERT OR IGNORE INTO near_keeps (low, high, at) VALUES (?, ?, ?)",
@@ -145,7 +147,7 @@ def _stage_locks(ctx: Context, status: str) -> list[threading.Lock]:
 
 def mark_duplicate(ctx: Context, file_id: int) -> File:
     """Move a flagged file to duplicates_dir (journaled); it becomes DUPLICATE of its group's file."""
-    row = _flagged(file_id)
+    row, base = _flagged(file_id)
     if row.status not in MOVABLE:
         raise ReviewError(
             409, f"file {file_id} is {row.status}; only a kept file can be set aside"
@@ -157,10 +159,10 @@ def mark_duplicate(ctx: Context, file_id: int) -> File:
                     409, f"file {file_id} is being batched, synced or sorted; retry"
                 )
             held.callback(lock.release)
-        return _set_aside(ctx, row)
+        return _set_aside(ctx, row, base)
 
 
-def _set_aside(ctx: Context, row: File) -> File:
+def _set_aside(ctx: Context, row: File, base: int) -> File:
     file_id = row.id
     roots = ctx.roots
     if not _inside(
@@ -168,7 +170,6 @@ def _set_aside(ctx: Context, row: File) -> File:
         (roots.inbox, roots.batch_dir, roots.sync_dir, roots.sorted_dir),
     ):
         raise ReviewError(409, f"file {file_id} is not inside a configured folder")
-    base = row.near_duplicate_of
 
     def claim() -> None:
         # duplicate_of first: the status becomes DUPLICATE with the move itself.

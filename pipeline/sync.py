@@ -13,6 +13,7 @@ takes the lock and never waits on a scan.
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from pipeline.models import Batch, BatchStatus, File, FileStatus, utcnow
 from pipeline.store import db_conn, move_files, set_batch_status
 from pipeline.sync_check import BatchFile, check_batch, required_devices
 from pipeline.syncthing import (
+    SyncthingClient,
     SyncthingError,
     SyncthingStarting,
     SyncthingUnauthorized,
@@ -131,9 +133,11 @@ def _due_for_rescan(ctx: Context, exclude: set[int]) -> list[Batch]:
     return found
 
 
-def _require_enabled(ctx: Context) -> None:
+def _require_enabled(ctx: Context) -> SyncthingClient:
+    """The Syncthing client; raises SyncDisabled when there is none."""
     if ctx.syncthing is None:
         raise SyncDisabled("Syncthing is disabled (syncthing.enabled: false)")
+    return ctx.syncthing
 
 
 def _ensure_send_only(ctx: Context, batches: list[Batch], quick: bool = False) -> None:
@@ -146,7 +150,7 @@ def _ensure_send_only(ctx: Context, batches: list[Batch], quick: bool = False) -
     # An API answer waits for one short call at most, never the client's retries.
     limits = {"timeout": min(st.timeout_seconds, QUICK_TIMEOUT), "retries": 0}
     try:
-        answer = ctx.syncthing.folder(folder_id, **(limits if quick else {}))
+        answer = _require_enabled(ctx).folder(folder_id, **(limits if quick else {}))
         kind = str(answer.get("type") or "of unknown type")
     except SyncthingError as exc:
         reason = describe(exc)
@@ -242,7 +246,7 @@ def _request_scan(ctx: Context, batch: Batch) -> bool:
     """Ask Syncthing to rescan the batch; a failure is recorded, the poll retries."""
     ctx.shared.rescanned_at[batch.id] = time.monotonic()
     try:
-        ctx.syncthing.scan(ctx.settings.syncthing.folder_id, sub=batch.name)
+        _require_enabled(ctx).scan(ctx.settings.syncthing.folder_id, sub=batch.name)
     except SyncthingError as exc:
         message = f"rescan failed: {exc}"
         ctx.writer.call(lambda: _set(batch.id, last_error=message))
@@ -265,7 +269,8 @@ def batch_files(batch: Batch, folder: Path) -> list[BatchFile]:
 
 def poll(ctx: Context) -> str:
     """Check every SYNCING batch once; returns Syncthing's state for /health."""
-    if ctx.syncthing is None:
+    client = ctx.syncthing
+    if client is None:
         return "disabled"
     state = "ok"
     devices: list[str] | None = None
@@ -275,17 +280,17 @@ def poll(ctx: Context) -> str:
         try:
             if devices is None:  # asked once per poll, shared by every batch
                 st = ctx.settings.syncthing
-                devices = required_devices(ctx.syncthing, st.folder_id, st.device_ids)
+                devices = required_devices(client, st.folder_id, st.device_ids)
             check_one(ctx, batch, devices)
         except SyncthingError as exc:
             message = describe(exc)
-            ctx.writer.call(lambda b=batch, m=message: _set(b.id, last_error=m))
+            ctx.writer.call(partial(_set, batch.id, last_error=message))
             if isinstance(exc, SyncthingUnauthorized):
                 return "unauthorized"
             state = "starting" if isinstance(exc, SyncthingStarting) else "unreachable"
             break
     if state == "ok":
-        state = ctx.syncthing.health()
+        state = client.health()
     return state
 
 
@@ -295,11 +300,12 @@ def check_one(ctx: Context, batch: Batch, devices: list[str] | None = None) -> b
     `devices`: the required devices, when the caller already asked for them.
     """
     st = ctx.settings.syncthing
+    client = _require_enabled(ctx)
     folder = ctx.roots.sync_dir / batch.name
     files = batch_files(batch, folder)
     if devices is None:
-        devices = required_devices(ctx.syncthing, st.folder_id, st.device_ids)
-    verdict = check_batch(ctx.syncthing, st.folder_id, batch.name, files, devices)
+        devices = required_devices(client, st.folder_id, st.device_ids)
+    verdict = check_batch(client, st.folder_id, batch.name, files, devices)
     log = logger.bind(event="sync", batch_id=batch.id)
     if not verdict.synced:
         ctx.writer.call(

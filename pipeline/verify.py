@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,12 @@ from pipeline.models import (
     iso,
     sql_list,
     sql_time,
+    tuples,
     utcnow,
 )
 from pipeline.states import check_file_transition
 from pipeline.sync_check import required_devices
+from pipeline.syncthing import SyncthingClient
 
 MISSING = FileStatus.MISSING
 CORRUPT = FileStatus.CORRUPT
@@ -309,7 +312,7 @@ def find_moved(
             if not waiting:
                 continue
             row = waiting.pop(0)
-            if not ctx.writer.call(lambda r=row, p=path, m=mtime_ns: _moved(r, p, m)):
+            if not ctx.writer.call(partial(_moved, row, path, mtime_ns)):
                 continue  # changed meanwhile: not ours to follow
             found.add(row.id)
             tally.moved.append({"file_id": row.id, "from": row.path, "to": path})
@@ -337,17 +340,16 @@ class RemoteCopies:
         self.ctx = ctx
         self._kept: dict[str, set[str]] | None = None
 
-    def _kept_by_device(self) -> dict[str, set[str]]:
+    def _kept_by_device(self, client: SyncthingClient) -> dict[str, set[str]]:
         if self._kept is None:
-            client, st = self.ctx.syncthing, self.ctx.settings.syncthing
+            st = self.ctx.settings.syncthing
             devices = required_devices(client, st.folder_id, st.device_ids)
-            self._kept = {device: self._ignored(device) for device in devices}
+            self._kept = {device: self._ignored(client, device) for device in devices}
         return self._kept
 
-    def _ignored(self, device: str) -> set[str]:
+    def _ignored(self, client: SyncthingClient, device: str) -> set[str]:
         """Names whose deletion `device` has not applied (it keeps the file)."""
-        client, folder = self.ctx.syncthing, self.ctx.settings.syncthing.folder_id
-        assert client is not None
+        folder = self.ctx.settings.syncthing.folder_id
         names: set[str] = set()
         for page in range(1, NEED_PAGES + 1):
             entries = client.remote_need_page(folder, device, page, NEED_PAGE_SIZE)
@@ -366,13 +368,13 @@ class RemoteCopies:
             return {"held": False, "detail": "the batch never reached a remote device"}
         name = (location.relative_to(sync_dir) / entry["path"]).as_posix()
         try:
-            return self._answer(name, entry)
+            return self._answer(client, name, entry)
         except Exception as exc:  # noqa: BLE001 - reported, never fatal
             return {"held": None, "name": name, "detail": f"Syncthing: {exc}"}
 
-    def _answer(self, name: str, entry: dict[str, Any]) -> dict[str, Any]:
-        client = self.ctx.syncthing
-        assert client is not None
+    def _answer(
+        self, client: SyncthingClient, name: str, entry: dict[str, Any]
+    ) -> dict[str, Any]:
         answer = client.db_file(self.ctx.settings.syncthing.folder_id, name)
         if answer is None:
             return {"held": False, "name": name, "detail": "unknown to Syncthing"}
@@ -385,7 +387,9 @@ class RemoteCopies:
             ]
             held = bool(devices) and glob.get("size") == entry.get("size")
             return {"held": held, "name": name, "devices": devices}
-        keeping = [d for d, names in self._kept_by_device().items() if name in names]
+        keeping = [
+            d for d, names in self._kept_by_device(client).items() if name in names
+        ]
         return {
             "held": bool(keeping),
             "name": name,
@@ -491,11 +495,12 @@ def last_run() -> dict[str, Any] | None:
     )
     if run is None:
         return None
-    counts = dict(
-        File.select(File.status, fn.COUNT(File.id))
-        .where(File.status.in_((MISSING, CORRUPT)))
-        .group_by(File.status)
-        .tuples()
+    counts: dict[str, int] = dict(
+        tuples(
+            File.select(File.status, fn.COUNT(File.id))
+            .where(File.status.in_((MISSING, CORRUPT)))
+            .group_by(File.status)
+        )
     )
     return {
         "finished_at": iso(run.finished_at),
@@ -563,7 +568,7 @@ def verify_job(
                 checks = list(
                     pool.map(lambda r: check_file(ctx, r, hash_all, throttle), page)
                 )
-                ctx.writer.call(lambda c=checks: _apply(c, tally))
+                ctx.writer.call(partial(_apply, checks, tally))
                 gone += [c.row for c in checks if c.outcome == "missing"]
                 tally.checked += len(checks)
                 tally.busy += sum(c.outcome == "busy" for c in checks)

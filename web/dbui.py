@@ -21,7 +21,7 @@ import hmac
 import secrets
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlencode
 
 from a2wsgi import WSGIMiddleware
@@ -199,5 +199,7 @@ def dbui_mount(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_PATH="/dbui",
     )
-    guard = LoginGuard(WSGIMiddleware(app), password, limiter or FailureLimiter())
+    # a2wsgi types its ASGI side with its own TypedDicts; it is an ASGI app all the same.
+    wsgi = cast(ASGIApp, WSGIMiddleware(app))
+    guard = LoginGuard(wsgi, password, limiter or FailureLimiter())
     return Mount("/dbui", app=guard)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from web.errors import error
@@ -97,7 +98,7 @@ class GuardMiddleware:
             return
         await self.app(scope, receive, send_with_headers)
 
-    def _refusal(self, scope: Scope) -> Callable[..., object] | None:
+    def _refusal(self, scope: Scope) -> Response | None:
         headers = scope.get("headers", [])
         host = next((v.decode("latin-1") for k, v in headers if k == b"host"), "")
         name = host_name(host)

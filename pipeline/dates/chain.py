@@ -149,7 +149,7 @@ def _image(reader: Reader, kind: str, path: StrPath, today: datetime | None) -> 
     for found in tags.dates(CAPTURE_TAGS):  # nearly every photo stops here
         if is_valid(found.when, today):
             return found, make, model
-    steps = [
+    steps: list[Step] = [
         lambda: xmp.embedded_dates(reader, kind, tags),
         lambda: tags.dates(MODIFIED_TAGS),
     ]

@@ -40,9 +40,9 @@ def sidecar_dates(path: StrPath, tz: tzinfo | None) -> Iterator[CaptureDate]:
     for candidate in takeout_names(name):
         data = read_small(os.path.join(folder, candidate), _MAX_JSON)
         if data is not None:
-            found = _takeout_date(data, tz)
-            if found is not None:
-                yield found
+            dated = _takeout_date(data, tz)
+            if dated is not None:
+                yield dated
 
 
 def _xmp_names(stem: str, name: str) -> list[str]:

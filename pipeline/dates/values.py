@@ -126,7 +126,7 @@ def parse_datetime(
         return None
     if len(text) == 19 and text[4] == text[7] == ":" and text[13] == text[16] == ":":
         fraction, inline_offset = subsec, None  # the usual EXIF form, no regex
-        fields = (
+        fields: tuple[str, ...] = (
             text[0:4],
             text[5:7],
             text[8:10],
@@ -141,7 +141,8 @@ def parse_datetime(
         fraction, inline_offset = match[7] or subsec, match[8]
         fields = tuple(g or "0" for g in match.groups()[:6])
     try:
-        when = datetime(*map(int, fields), micros(fraction))
+        year, month, day, hour, minute, second = map(int, fields)
+        when = datetime(year, month, day, hour, minute, second, micros(fraction))
     except ValueError:
         return None
     return when, parse_offset(offset if offset is not None else inline_offset)
