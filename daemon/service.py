@@ -202,6 +202,10 @@ class Service:
         """
 
         def run() -> None:
+            # After the near-duplicate index: intake waits for that one, not for this,
+            # so the two full reads do not share the cores at the same time.
+            if self.ctx is not None and self.ctx.near_index is not None:
+                self.ctx.near_index.wait_ready(60)
             started = time.monotonic()
             try:
                 diff = stats.check_and_repair(db, writer)
