@@ -170,3 +170,24 @@ def test_resolve_keep_and_duplicate(api: Any) -> None:
     assert Path(moved["current_path"]).read_bytes() == before
     assert not Path(dup.current_path).exists()
     assert client.get("/api/duplicates").json()["data"]["groups"] == []
+
+
+def test_review_page_reads_no_header_outside_the_folders(
+    api: Any, tmp_path: Path
+) -> None:
+    # A flagged file whose row now points outside the folders (its inbox folder was
+    # swapped for a symlink, a config change): the page shows it, reading nothing.
+    svc, client = api
+    big, small = near_pair(svc)
+    outside = tmp_path / "elsewhere" / "small11.jpg"
+    outside.parent.mkdir()
+    Path(small.current_path).rename(outside)
+    svc.ctx.writer.call(
+        lambda: File.update(current_path=str(outside))
+        .where(File.id == small.id)
+        .execute()
+    )
+    page = client.get("/dashboard/fragments/groups")
+    assert page.status_code == 200, page.text
+    assert "1024 × 768" in page.text  # the file inside: its header is read
+    assert "small11.jpg" in page.text and "400 × 300" not in page.text

@@ -25,6 +25,7 @@ from pipeline.models import Batch, BatchStatus, File, Job
 from web.errors import ApiError, ok
 from web.pages import FILE_STATES, render
 from web.routes.common import int_param, state, threaded
+from web.routes.review import inside_roots
 
 WEB = Path(__file__).resolve().parents[1]
 PAGE_SIZE = 50
@@ -258,9 +259,12 @@ async def charts_fragment(request: Request) -> HTMLResponse:
     return render("fragments/charts.html", **hit[1])
 
 
-def member(row: File, distance: int | None = None) -> dict[str, Any]:
+def member(ctx: Any, row: File, distance: int | None = None) -> dict[str, Any]:
     path = Path(row.current_path)
-    info = thumbnail.describe(path) if is_image(path) else {}
+    # The header is read only inside the folders a preview may come from (a row
+    # can point elsewhere: a folder swapped for a symlink, a changed config).
+    readable = is_image(path) and inside_roots(ctx, row.current_path)
+    info = thumbnail.describe(path) if readable else {}
     return {
         "id": row.id,
         "name": path.name,
@@ -274,18 +278,18 @@ def member(row: File, distance: int | None = None) -> dict[str, Any]:
     }
 
 
-def groups_context(after: int) -> dict[str, Any]:
+def groups_context(ctx: Any, after: int) -> dict[str, Any]:
     groups, next_after = review.near_groups(GROUPS_PER_PAGE, after)
     return {
         "groups": [
             {
                 "id": g.file_id,
                 "base": (
-                    member(g.file)
+                    member(ctx, g.file)
                     if g.file
                     else {"id": g.file_id, "name": f"file #{g.file_id} (gone)"}
                 ),
-                "members": [member(m, m.near_distance) for m in g.members],
+                "members": [member(ctx, m, m.near_distance) for m in g.members],
             }
             for g in groups
         ],
@@ -296,7 +300,10 @@ def groups_context(after: int) -> dict[str, Any]:
 
 async def groups_fragment(request: Request) -> HTMLResponse:
     after = int_param(request, "after", 0, 0, 2**62)
-    return render("fragments/groups.html", **await threaded(groups_context, after))
+    return render(
+        "fragments/groups.html",
+        **await threaded(groups_context, state(request).ctx, after),
+    )
 
 
 def listing(query: Any, after: int) -> tuple[list[File], int | None]:
