@@ -170,7 +170,8 @@ def sort_counts(snap: stats.Snapshot | None = None) -> dict[str, int]:
     """
     snap = snap or counters()
     errors = database_proxy.execute_sql(
-        "SELECT COUNT(*) FROM files WHERE status = ? AND error LIKE 'sort:%'",
+        "SELECT COUNT(*) FROM files WHERE status = ? AND (error_stage = 'sort'"
+        " OR (error_stage IS NULL AND error LIKE 'sort:%'))",
         (FileStatus.ERROR,),
     ).fetchone()[0]
     return {

@@ -78,14 +78,16 @@ def test_counts_include_statuses_added_later(ctx: Any) -> None:
     add(ctx, "d.jpg", "ERROR", error="sort: target not writable")
     add(ctx, "e.jpg", "ERROR", error="hash: unreadable")
     add(ctx, "f.jpg", "SYNCED")
+    add(ctx, "g.jpg", "ERROR", error="permission denied", error_stage="sort")
     counts = status.file_counts()
     assert (counts["SKIPPED"], counts["MISSING"], counts["CORRUPT"]) == (1, 1, 1)
-    sizes = {"SKIPPED": 10, "ERROR": 200, "MISSING": 20}
+    sizes = {"SKIPPED": 10, "ERROR": 300, "MISSING": 20}
     inbox = sum(v for k, v in sizes.items() if k in FileStatus.IN_INBOX)
     assert status.storage_bytes()["inbox"] == inbox  # ERROR (and SKIPPED) stay put
-    assert status.sort_counts() == {"sorted": 0, "pending": 1, "errors": 1}
-    assert status.dedup_counts()["errors"] == 2
+    assert status.sort_counts() == {"sorted": 0, "pending": 1, "errors": 2}
+    assert status.dedup_counts()["errors"] == 3
     assert [e["error"] for e in status.recent_errors()] == [
+        "permission denied",
         "hash: unreadable",
         "sort: target not writable",
     ]
