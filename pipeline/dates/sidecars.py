@@ -7,8 +7,9 @@ listing, symlinks not followed), read whole but only when small. Source
 XMP sidecar names: `IMG_1.xmp` (Lightroom, Capture One) and `IMG_1.JPG.xmp`
 (darktable, digiKam), either case. Takeout names, for `IMG_1(1).JPG`:
 `IMG_1.JPG.supplemental-metadata.json`, `IMG_1.JPG.json`, `IMG_1.json`, the
-counter moved behind the extension (`IMG_1.JPG(1).json`), and each cut to
-Takeout's 51-character limit. `photoTakenTime.timestamp` is UTC seconds.
+counter moved behind the extension (`IMG_1.JPG(1).json`), each cut to
+Takeout's 51-character limit, and for an edited copy (`IMG_1-edited.JPG`) the
+original's. `photoTakenTime.timestamp` is UTC seconds.
 """
 
 import json
@@ -24,6 +25,8 @@ from pipeline.media import is_sidecar
 _MAX_JSON = 256 * 1024
 _TAKEOUT_NAME_MAX = 51  # Takeout cuts longer JSON names to this many characters
 _TAKEOUT_TAG = ".supplemental-metadata"
+# What Google Photos appends to an edited copy's name, by interface language.
+_EDITED = ("-edited", "-bearbeitet", "-modifié", "-modificato", "-editado", "-bewerkt")
 
 
 def sidecar_dates(path: StrPath, tz: tzinfo | None) -> Iterator[CaptureDate]:
@@ -50,17 +53,30 @@ def _xmp_names(stem: str, name: str) -> list[str]:
 
 
 def takeout_names(name: str) -> list[str]:
-    """Names Google Takeout gives the JSON of the media file `name`, best first."""
+    """Names Google Takeout gives the JSON of the media file `name`, best first.
+
+    An edited copy (`IMG_1-edited.jpg`, or the suffix of another language) has no
+    JSON of its own: it shares the original's, tried after its own names.
+    """
     stem, ext = os.path.splitext(name)
     counter = ""
     if stem.endswith(")") and "(" in stem:
         base, _, number = stem[:-1].rpartition("(")
         if base and number.isdigit():
             stem, counter = base, f"({number})"
+    names = _names(stem, ext, counter)
+    lowered = stem.lower()
+    for suffix in _EDITED:
+        if lowered.endswith(suffix) and len(stem) > len(suffix):
+            names += _names(stem[: -len(suffix)], ext, counter)
+            break
+    return list(dict.fromkeys(names))
+
+
+def _names(stem: str, ext: str, counter: str) -> list[str]:
     full = stem + ext
-    bases = [full + _TAKEOUT_TAG, full]
     names: list[str] = []
-    for base in bases:
+    for base in (full + _TAKEOUT_TAG, full):
         names.append(f"{base}{counter}.json")
         if len(names[-1]) > _TAKEOUT_NAME_MAX:
             cut = _TAKEOUT_NAME_MAX - len(counter) - len(".json")
@@ -68,7 +84,7 @@ def takeout_names(name: str) -> list[str]:
     names.append(f"{stem}{counter}.json")
     if counter:
         names.append(f"{stem}{counter}{ext}.json")
-    return list(dict.fromkeys(names))
+    return names
 
 
 def _takeout_date(data: bytes, tz: tzinfo | None) -> CaptureDate | None:

@@ -406,6 +406,9 @@ LONG = "Screenshot_20190512-134522_com.whatsapp.android"  # a date in the name t
         ("IMG_1(1).jpg", "IMG_1.jpg.supplemental-metadata(1).json"),
         (f"{LONG}.jpg", f"{LONG}.jpg.supplemental-metadata.json"[:46] + ".json"),
         (f"{LONG}_01.jpg", f"{LONG}_01.jpg"[:46] + ".json"),
+        # an edited copy shares the original's JSON
+        ("IMG_1-edited.jpg", "IMG_1.jpg.json"),
+        ("IMG_1-bearbeitet(1).jpg", "IMG_1.jpg.supplemental-metadata(1).json"),
     ],
 )
 def test_takeout_json_in_each_naming_form(
