@@ -8,12 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from pipeline.db import Writer
 from pipeline.fsops import Mover
 from pipeline.models import utcnow
 from pipeline.nearindex import NearIndex
+from pipeline.settings import PathsSettings, Settings
 from pipeline.syncthing import SyncthingClient
 
 
@@ -30,7 +30,7 @@ class Roots:
     log_dir: Path
 
     @classmethod
-    def from_settings(cls, paths: Any) -> Roots:
+    def from_settings(cls, paths: PathsSettings) -> Roots:
         return cls(
             **{name: Path(getattr(paths, name)) for name in cls.__dataclass_fields__}
         )
@@ -60,9 +60,9 @@ class Shared:
 
 @dataclass
 class Context:
-    """Shared by all stages. `settings` is the validated config (attribute access)."""
+    """Shared by all stages. `settings` is the validated config."""
 
-    settings: Any
+    settings: Settings
     roots: Roots
     writer: Writer
     mover: Mover

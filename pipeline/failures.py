@@ -16,6 +16,8 @@ from typing import Any
 
 from loguru import logger
 
+from pipeline.context import Context
+from pipeline.settings import RetrySettings
 from pipeline.states import FileStatus
 from pipeline.store import db_conn, set_file_status
 
@@ -55,7 +57,7 @@ def errno_of(exc: BaseException) -> int | None:
 def next_retry_at(
     now: datetime,
     attempts: int,
-    retry: Any,
+    retry: RetrySettings,
     rng: random.Random = _random,
 ) -> datetime | None:
     """When the next automatic retry is due, or None once `retry.max_attempts` is used."""
@@ -73,7 +75,7 @@ def fail_file(
     message: str,
     *,
     transient: bool,
-    retry: Any,
+    retry: RetrySettings,
     now: datetime,
     only_from: tuple[str, ...] | None = None,
     **columns: Any,
@@ -103,7 +105,7 @@ def fail_file(
 
 
 def record_failure(
-    ctx: Any,
+    ctx: Context,
     file_id: int | None,
     stage: str,
     message: str,

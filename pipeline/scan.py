@@ -101,12 +101,12 @@ def scan_inbox(
         while todo:
             now = clock()
             quiet = {p: quiet_for(p, now) for p in todo}
-            ready = [p for p in todo if quiet[p] is not None and quiet[p] >= settle]
-            gone = [p for p in todo if quiet[p] is None]
+            ready = [p for p, q in quiet.items() if q is not None and q >= settle]
+            gone = [p for p, q in quiet.items() if q is None]
             if gone:
                 handle.advance(len(gone))
             list(pool.map(one, ready))
-            todo = [p for p in todo if quiet[p] is not None and quiet[p] < settle]
+            todo = [p for p, q in quiet.items() if q is not None and q < settle]
             if not todo or clock() >= deadline:
                 break
             # Sleep until the first of them could have settled (at least a moment).

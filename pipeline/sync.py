@@ -148,9 +148,13 @@ def _ensure_send_only(ctx: Context, batches: list[Batch], quick: bool = False) -
     folder_id = st.folder_id
     ids = [b.id for b in batches]
     # An API answer waits for one short call at most, never the client's retries.
-    limits = {"timeout": min(st.timeout_seconds, QUICK_TIMEOUT), "retries": 0}
+    client = _require_enabled(ctx)
     try:
-        answer = _require_enabled(ctx).folder(folder_id, **(limits if quick else {}))
+        if quick:
+            timeout = min(st.timeout_seconds, QUICK_TIMEOUT)
+            answer = client.folder(folder_id, timeout=timeout, retries=0)
+        else:
+            answer = client.folder(folder_id)
         kind = str(answer.get("type") or "of unknown type")
     except SyncthingError as exc:
         reason = describe(exc)
