@@ -835,7 +835,9 @@ def settle(entry: Entry) -> tuple[str, str, str | None]:
 def _settle_link(src: str, dst: str) -> tuple[str, str, str | None]:
     if exists(dst) and exists(src):
         if same_file(src, dst):
-            unlink_inside(src)
+            kept = _drop_source(src, dst)
+            if kept:
+                return MoveState.ABANDONED, dst, kept
             return MoveState.DONE, dst, None
         return MoveState.ABANDONED, dst, "destination taken by another file; not moved"
     if exists(dst):
@@ -854,7 +856,9 @@ def _settle_copy(
         if not exists(src):
             return MoveState.DONE, dst, None
         if sha256_of(dst) == sha256_of(src):
-            unlink_inside(src)
+            kept = _drop_source(src, dst)
+            if kept:
+                return MoveState.ABANDONED, dst, kept
             return MoveState.DONE, dst, None
         _drop_partial(tmp, src)
         return MoveState.ABANDONED, dst, "destination taken by another file; not moved"
@@ -866,6 +870,23 @@ def _settle_copy(
         os.unlink(tmp)
         return MoveState.DONE, dst, None
     return MoveState.FAILED, dst, f"source missing; partial copy kept at {tmp}"
+
+
+def _drop_source(src: str, dst: str) -> str | None:
+    """Finish a move whose destination holds the source's content: unlink the source.
+
+    When the source cannot be removed (a folder the daemon may read but not write),
+    the new name is taken back instead, so the file stays where it was, once: the
+    move is abandoned (why is returned) and can be tried again. None: done.
+    """
+    try:
+        unlink_inside(src)
+    except SwappedPath:
+        raise  # the source is no longer where it was: keep what we hold
+    except OSError as exc:
+        os.unlink(dst)  # the same content as the source, which stays
+        return f"source cannot be removed ({_reason(exc)}); not moved"
+    return None
 
 
 def _drop_partial(tmp: str, src: str) -> None:

@@ -171,6 +171,38 @@ def test_copy_that_does_not_verify_is_abandoned(tmp_path: Path, writer: Writer) 
     assert File.get_by_id(fid).current_path == str(src)
 
 
+@pytest.mark.parametrize("force_copy", [False, True])
+def test_a_source_that_cannot_be_removed_is_not_moved(
+    tmp_path: Path, writer: Writer, monkeypatch: pytest.MonkeyPatch, force_copy: bool
+) -> None:
+    # An inbox folder the daemon may read but not write (another user's share): the
+    # file can be linked or copied out, never removed. Root ignores modes, so the
+    # refusal is injected.
+    src = tmp_path / "share" / "a.jpg"
+    src.parent.mkdir()
+    src.write_bytes(b"payload" * 100)
+    fid = add_file(writer, src)
+    real_unlink = os.unlink
+
+    def refused(path: object, *args: object, **kwargs: object) -> None:
+        if kwargs.get("dir_fd") is not None and path == "a.jpg":
+            raise PermissionError(13, "Permission denied", "a.jpg")
+        real_unlink(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "unlink", refused)
+    dst = tmp_path / "out" / "a.jpg"
+    result = Mover(writer, force_copy=force_copy).move_many(
+        [MoveRequest(src, dst, fid, FileStatus.UNIQUE, sha(src))]
+    )[0]
+    monkeypatch.undo()
+    assert not result.ok and result.errno == 13
+    assert src.read_bytes() == b"payload" * 100
+    assert not dst.exists() and partials(tmp_path) == []  # no second copy left
+    assert MoveJournal.get().state == MoveState.ABANDONED
+    row = File.get_by_id(fid)
+    assert (row.status, row.current_path) == (FileStatus.HASHED, str(src))
+
+
 @pytest.mark.parametrize("known_hash", [True, False])
 def test_copy_damaged_on_its_way_to_disk_is_never_placed(
     tmp_path: Path, writer: Writer, known_hash: bool
