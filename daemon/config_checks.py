@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import pwd
+import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ def problems(settings: Any) -> list[str]:
     return [
         *folder_problems(settings),
         *database_problems(settings.database.path),
+        *reference_problems(settings),
         *auth_problems(settings),
     ]
 
@@ -120,6 +122,47 @@ def database_problems(path: Path) -> list[str]:
             f"refusing to use or overwrite it (got {shown!r})"
         ]
     return []
+
+
+def reference_roots(database: Path) -> list[Path]:
+    """Folders adopted in place as read-only references, from the database if any."""
+    path = Path(database)
+    if not path.is_file():
+        return []
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = conn.execute(
+                "SELECT path FROM library_roots WHERE kind = 'reference'"
+            ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return []  # no such table yet (or not readable: database_problems says so)
+    return [Path(row[0]) for row in rows]
+
+
+def reference_problems(settings: Any) -> list[str]:
+    """A folder of the daemon may not be in, or around, a read-only reference root.
+
+    The daemon moves what is in its folders (the inbox is emptied into batches and
+    duplicates_dir): pointed at an adopted reference library, it would take it apart.
+    """
+    lines = []
+    roots = reference_roots(settings.database.path)
+    for name in PATH_KEYS:
+        folder = Path(getattr(settings.paths, name))
+        for root in roots:
+            if (
+                folder == root
+                or folder.is_relative_to(root)
+                or root.is_relative_to(folder)
+            ):
+                lines.append(
+                    f"paths.{name}: overlaps {str(root)!r}, adopted in place as a "
+                    f"read-only reference folder (got {str(folder)!r})"
+                )
+    return lines
 
 
 def is_loopback_host(host: str) -> bool:

@@ -164,3 +164,28 @@ def test_a_config_that_is_not_text_is_a_config_error(tmp_path: Path) -> None:
     result = check_config(path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("config: is not UTF-8 text"), result.stderr
+
+
+def test_a_folder_over_an_adopted_reference_folder_is_refused(tmp_path: Path) -> None:
+    # An inbox pointed at (or around) a library adopted read-only would be emptied
+    # into batches and duplicates_dir: the reference is never one of the folders.
+    from pipeline.db import open_database
+    from pipeline.models import LibraryRoot, RootKind, database_proxy
+
+    reference = tmp_path / "old-library"
+    (reference / "2019").mkdir(parents=True)
+    path = write(tmp_path)
+    database = cfg.load(path, environ={}).settings.database.path
+    db = open_database(database)
+    try:
+        LibraryRoot.create(path=str(reference), kind=RootKind.REFERENCE)
+    finally:
+        db.close()
+        database_proxy.initialize(None)
+    assert cfg.load(path, environ={})  # the configured folders are elsewhere
+    for inbox in (reference, reference / "2019", tmp_path):
+        write(tmp_path, paths={"inbox": str(inbox)})
+        found = [p for p in problems(path) if "reference" in p]
+        assert found and found[0].startswith("paths.inbox: overlaps"), found
+    result = check_config(path)
+    assert result.returncode == 2 and "read-only reference" in result.stderr
