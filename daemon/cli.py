@@ -15,6 +15,7 @@ import httpx
 from daemon import config as cfg
 from daemon import library_cli, retry_cli
 from pipeline import __version__
+from pipeline.states import JobStatus
 
 TRIGGERS = {
     "dedup": ("POST", "/api/dedup/start"),
@@ -232,7 +233,7 @@ class Follower:
         delay = POLL_FIRST
         lost_since: float | None = None
         try:
-            while job.get("status") not in ("DONE", "FAILED"):
+            while job.get("status") not in (JobStatus.DONE, JobStatus.FAILED):
                 self.progress(job)
                 self.sleep(delay)
                 delay = min(POLL_MAX, delay * 2)
@@ -260,7 +261,7 @@ class Follower:
             return 130
         self.clear()
         print(summarize(self.kind, {"job": job}), file=self.out)
-        failed = job["status"] == "FAILED" or bool(job.get("errors"))
+        failed = job["status"] == JobStatus.FAILED or bool(job.get("errors"))
         return 1 if failed else 0
 
     def progress(self, job: dict[str, Any]) -> None:
@@ -283,7 +284,7 @@ def progress_line(kind: str, job: dict[str, Any]) -> str:
     """`sort: 45/102 (44 %), 0 errors` while a job runs."""
     total, done = job.get("total") or 0, job.get("done") or 0
     if not total:
-        return f"{kind}: {str(job.get('status', 'RUNNING')).lower()}…"
+        return f"{kind}: {str(job.get('status', JobStatus.RUNNING)).lower()}…"
     errors = job.get("errors") or 0
     return f"{kind}: {done}/{total} ({job.get('progress', 0):.0f} %), {errors} errors"
 
@@ -338,7 +339,7 @@ def summarize(kind: str, data: dict[str, Any]) -> str:
 
 def _job_summary(kind: str, job: dict[str, Any]) -> str:
     took = _seconds(job)
-    if job.get("status") == "FAILED":
+    if job.get("status") == JobStatus.FAILED:
         return f"{kind}: FAILED{took}: {job.get('message') or 'see the daemon log'}"
     result = job.get("result") or {}
     if kind == "sort" and "batches" in result:

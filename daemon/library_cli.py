@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from daemon import config as cfg
+from pipeline.states import JobStatus
 
 POLL_SECONDS = 0.5
 SHOWN = 20  # duplicates / findings printed; the job result holds up to 1000
@@ -92,7 +93,7 @@ def follow(client: httpx.Client, kind: str, job_id: int) -> dict[str, Any]:
             file=sys.stderr,
             flush=True,
         )
-        if job["status"] in ("DONE", "FAILED"):
+        if job["status"] in (JobStatus.DONE, JobStatus.FAILED):
             print(file=sys.stderr)
             return job
         time.sleep(POLL_SECONDS)
@@ -151,7 +152,7 @@ def cmd_adopt(args: argparse.Namespace, settings: cfg.Settings) -> int:
     for path in paths:
         body = {"path": path} if path else {}
         job = run_job(settings, "adopt", "/api/library/adopt", body, not args.no_wait)
-        if job is None or job["status"] == "FAILED":
+        if job is None or job["status"] == JobStatus.FAILED:
             if job is not None:
                 print(f"adopt failed: {job['message']}", file=sys.stderr)
             status = 1
@@ -165,7 +166,7 @@ def cmd_verify(args: argparse.Namespace, settings: cfg.Settings) -> int:
     job = run_job(settings, "verify", "/api/library/verify", body, not args.no_wait)
     if job is None:
         return 1
-    if job["status"] == "FAILED":
+    if job["status"] == JobStatus.FAILED:
         print(f"verify failed: {job['message']}", file=sys.stderr)
         return 1
     if args.no_wait:

@@ -16,6 +16,7 @@ import httpx
 
 from daemon import config as cfg
 from daemon.library_cli import daemon_address
+from pipeline.states import JobStatus
 
 POLL_SECONDS = 0.3
 
@@ -59,12 +60,12 @@ def cmd_retry(args: argparse.Namespace, settings: cfg.Settings) -> int:
     print(summary(data["retried"], job))
     result = job.get("result") or {}
     trouble = result.get("failed_again") or result.get("missing")
-    return 0 if job["status"] == "DONE" and not trouble else 1
+    return 0 if job["status"] == JobStatus.DONE and not trouble else 1
 
 
 def follow(client: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
     """Poll GET /api/jobs/{id} until the job ends, a progress line on stderr."""
-    while job["status"] not in ("DONE", "FAILED"):
+    while job["status"] not in (JobStatus.DONE, JobStatus.FAILED):
         print(
             f"\rretry: {job.get('done', 0)}/{job.get('total', 0)} files",
             end="",
@@ -81,7 +82,7 @@ def follow(client: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
 
 def summary(asked: int, job: dict[str, Any]) -> str:
     """`retry: 12 files asked for, 12 retried, 0 failed again, 0 missing`."""
-    if job["status"] == "FAILED":
+    if job["status"] == JobStatus.FAILED:
         return f"retry: job {job['id']} failed: {job.get('message')}"
     result = job.get("result") or {}
     return (

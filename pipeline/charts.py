@@ -12,15 +12,30 @@ from typing import Any
 
 from peewee import fn
 
-from pipeline.models import Batch, BatchStatus, File, Job, JobStatus, iso, tuples
+from pipeline.models import (
+    Batch,
+    BatchStatus,
+    File,
+    FileStatus,
+    Job,
+    JobStatus,
+    iso,
+    tuples,
+)
 
 # How a file's status reads on the chart: where it ended up (or not yet).
-OUTCOMES = {
-    "library": ("SORTED",),
-    "on its way": ("NEW", "HASHED", "UNIQUE", "BATCHED", "SYNCED"),
-    "duplicate": ("DUPLICATE",),
-    "needs attention": ("ERROR", "MISSING", "CORRUPT"),
-    "skipped": ("SKIPPED",),
+OUTCOMES: dict[str, tuple[FileStatus, ...]] = {
+    "library": (FileStatus.SORTED,),
+    "on its way": (
+        FileStatus.NEW,
+        FileStatus.HASHED,
+        FileStatus.UNIQUE,
+        FileStatus.BATCHED,
+        FileStatus.SYNCED,
+    ),
+    "duplicate": (FileStatus.DUPLICATE,),
+    "needs attention": (FileStatus.ERROR, FileStatus.MISSING, FileStatus.CORRUPT),
+    "skipped": (FileStatus.SKIPPED,),
 }
 OUTCOME_OF = {status: name for name, group in OUTCOMES.items() for status in group}
 

@@ -24,7 +24,7 @@ from pipeline.models import (
     utcnow,
 )
 from pipeline.nearindex import NearIndex, informative
-from pipeline.states import check_file_transition
+from pipeline.store import move_files
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,14 @@ def decide(ctx: Context, item: Item) -> Decision | None:
         )
         return Decision(FileStatus.DUPLICATE, duplicate_of=match)
     near, distance = _nearest(ctx, item)
-    check_file_transition(row[0], FileStatus.UNIQUE)
-    con.execute(
-        "UPDATE files SET status = ?, near_duplicate_of = ?, near_distance = ?,"
-        " updated_at = ? WHERE id = ?",
-        (FileStatus.UNIQUE, near, distance, now, item.file_id),
+    move_files(
+        con,
+        FileStatus.HASHED,
+        FileStatus.UNIQUE,
+        "id = ?",
+        (item.file_id,),
+        near_duplicate_of=near,
+        near_distance=distance,
     )
     # A flagged image stays out of the index: images like it match the one it
     # resembles, so each image is in one review group.

@@ -10,7 +10,8 @@ from loguru import logger
 from pipeline.context import Context
 from pipeline.hashing import Digest, FileChanged, is_image, phash, sha256_file
 from pipeline.intake import EMPTY, Item
-from pipeline.models import File, FileStatus, database_proxy, sql_time, utcnow
+from pipeline.models import File, FileStatus
+from pipeline.store import db_conn, move_files
 
 
 def hash_file(ctx: Context, path: Path) -> tuple[Digest, int | None]:
@@ -55,25 +56,31 @@ def hash_item(ctx: Context, item: Item) -> Item | None:
 
 def _record(item: Item, size: int, mtime_ns: int) -> int:
     # Only a NEW row moves on: a second announcement of the same file changes nothing.
-    # Raw SQL: this runs once per file on the writer thread.
-    cursor = database_proxy.connection().execute(
-        "UPDATE files SET sha256 = ?, phash = ?, size = ?, mtime_ns = ?,"
-        " status = ?, updated_at = ? WHERE id = ? AND status = ?",
-        (item.sha256, item.phash, size, mtime_ns)
-        + (FileStatus.HASHED, sql_time(utcnow()), item.file_id, FileStatus.NEW),
+    return move_files(
+        db_conn(),
+        FileStatus.NEW,
+        FileStatus.HASHED,
+        "id = ?",
+        (item.file_id,),
+        sha256=item.sha256,
+        phash=item.phash,
+        size=size,
+        mtime_ns=mtime_ns,
     )
-    return cursor.rowcount
 
 
 def _skip_empty(item: Item, mtime_ns: int) -> None:
     """The file was emptied after it was registered: nothing to take, leave it be."""
-    File.update(
-        status=FileStatus.SKIPPED,
+    move_files(
+        db_conn(),
+        FileStatus.NEW,
+        FileStatus.SKIPPED,
+        "id = ?",
+        (item.file_id,),
         size=0,
         mtime_ns=mtime_ns,
         error=EMPTY,
-        updated_at=utcnow(),
-    ).where(File.id == item.file_id, File.status == FileStatus.NEW).execute()
+    )
 
 
 def _forget_if_gone(item: Item) -> None:

@@ -24,6 +24,7 @@ from pipeline.models import (
     utcnow,
 )
 from pipeline.states import check_file_transition
+from pipeline.store import db_conn, set_file_status
 
 
 @dataclass
@@ -194,8 +195,10 @@ def _reset(
     check_file_transition(row.status, status)
     if ctx.near_index is not None:
         ctx.near_index.remove(row.id)
-    File.update(
-        status=status,
+    set_file_status(
+        db_conn(),
+        row.id,
+        FileStatus(status),
         size=st.st_size,
         mtime_ns=st.st_mtime_ns,
         sha256=None,
@@ -204,5 +207,4 @@ def _reset(
         near_duplicate_of=None,
         near_distance=None,
         duplicate_of=None,
-        updated_at=utcnow(),
-    ).where(File.id == row.id).execute()
+    )

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pipeline import stats
-from pipeline.models import BatchStatus, FileStatus, database_proxy, iso
+from pipeline.models import BatchStatus, FileStatus, database_proxy, iso, sql_list
+from pipeline.settings import BatchSettings
 
 GB = 1024**3
 # Folders a file is in, by its status (batches: see `in_flight_bytes`).
@@ -71,8 +72,10 @@ def in_flight_bytes() -> dict[str, int]:
     """
     rows = database_proxy.execute_sql(
         "SELECT b.status, f.status, COALESCE(SUM(f.size), 0) FROM batches b"
-        " JOIN files f ON f.batch = b.id AND f.status IN ('BATCHED', 'SYNCED')"
-        " WHERE b.status IN ('CREATED', 'SYNCING', 'SYNCED')"
+        " JOIN files f ON f.batch = b.id AND f.status IN"
+        f" {sql_list((FileStatus.BATCHED, FileStatus.SYNCED))}"
+        " WHERE b.status IN"
+        f" {sql_list((BatchStatus.CREATED, BatchStatus.SYNCING, BatchStatus.SYNCED))}"
         " GROUP BY b.status, f.status"
     ).fetchall()
     out = {"batch_dir": 0, "sync_dir": 0}
@@ -98,7 +101,7 @@ def storage_bytes(snap: stats.Snapshot | None = None) -> dict[str, int]:
     }
 
 
-def waiting(now: datetime, batch: Any | None = None) -> dict[str, Any]:
+def waiting(now: datetime, batch: BatchSettings | None = None) -> dict[str, Any]:
     """Files accepted and waiting for a batch, and when the next batch is due.
 
     `batch` is the `batch` settings section (max_size_gb, max_age_seconds,
@@ -108,7 +111,7 @@ def waiting(now: datetime, batch: Any | None = None) -> dict[str, Any]:
     """
     count, size, oldest = database_proxy.execute_sql(
         "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(updated_at) FROM files"
-        " WHERE batch IS NULL AND status = 'UNIQUE'"
+        f" WHERE batch IS NULL AND status = '{FileStatus.UNIQUE}'"
     ).fetchone()
     out: dict[str, Any] = {
         "files": int(count),

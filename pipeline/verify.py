@@ -45,7 +45,7 @@ from pipeline.models import (
     tuples,
     utcnow,
 )
-from pipeline.states import check_file_transition
+from pipeline.store import move_files
 from pipeline.sync_check import required_devices
 from pipeline.syncthing import SyncthingClient
 
@@ -172,14 +172,11 @@ def _pages(after: int = 0) -> Iterator[list[Row]]:
         after = rows[-1].id
 
 
-def _transition(old: str, new: str) -> None:
-    check_file_transition(old, new)
-
-
 # A finding is written only to the row as it was checked: a check can run minutes
 # after its page was read (a throttled --hash run), and meanwhile the owner may
 # have set the file aside (DUPLICATE, moved to duplicates_dir) or a sort moved it.
 _AS_CHECKED = " WHERE id = ? AND status = ? AND current_path = ?"
+_SAME_ROW = "id = ? AND current_path = ?"
 
 
 def _apply(checks: list[Check], tally: Tally) -> None:
@@ -190,25 +187,26 @@ def _apply(checks: list[Check], tally: Tally) -> None:
         row = c.row
         checked = (row.id, row.status, row.path)
         if c.outcome == "corrupt" and row.status != CORRUPT:
-            _transition(row.status, CORRUPT)
             found = f"sha256 now {c.sha256}" if c.sha256 else "not hashed"
-            tally.corrupt += con.execute(
-                "UPDATE files SET status = ?, error = ?, updated_at = ?" + _AS_CHECKED,
-                (
-                    CORRUPT,
-                    f"verify: content changed ({found}, size {c.size}, was "
-                    f"{row.size}); the last-known SHA-256 is kept",
-                    now,
-                    *checked,
-                ),
-            ).rowcount
+            tally.corrupt += move_files(
+                con,
+                FileStatus(row.status),
+                CORRUPT,
+                _SAME_ROW,
+                (row.id, row.path),
+                error=f"verify: content changed ({found}, size {c.size}, was "
+                f"{row.size}); the last-known SHA-256 is kept",
+            )
         elif c.outcome in ("ok", "touched") and row.status != FileStatus.SORTED:
-            _transition(row.status, FileStatus.SORTED)
-            tally.restored += con.execute(
-                "UPDATE files SET status = ?, error = NULL, mtime_ns = ?,"
-                " updated_at = ?" + _AS_CHECKED,
-                (FileStatus.SORTED, c.mtime_ns, now, *checked),
-            ).rowcount
+            tally.restored += move_files(
+                con,
+                FileStatus(row.status),
+                FileStatus.SORTED,
+                _SAME_ROW,
+                (row.id, row.path),
+                error=None,
+                mtime_ns=c.mtime_ns,
+            )
         elif c.outcome == "touched":
             con.execute(
                 "UPDATE files SET mtime_ns = ?, updated_at = ?" + _AS_CHECKED,
@@ -217,38 +215,32 @@ def _apply(checks: list[Check], tally: Tally) -> None:
 
 
 def _mark_missing(rows: list[Row], tally: Tally) -> None:
-    now = sql_time(utcnow())
     con = database_proxy.connection()
     for row in rows:
         if row.status == MISSING:
             continue
-        _transition(row.status, MISSING)
-        tally.missing += con.execute(
-            "UPDATE files SET status = ?, error = ?, updated_at = ?" + _AS_CHECKED,
-            (MISSING, f"verify: not found at {row.path}", now, row.id)
-            + (row.status, row.path),
-        ).rowcount
+        tally.missing += move_files(
+            con,
+            FileStatus(row.status),
+            MISSING,
+            _SAME_ROW,
+            (row.id, row.path),
+            error=f"verify: not found at {row.path}",
+        )
 
 
 def _moved(row: Row, path: str, mtime_ns: int) -> bool:
     """Point the row at where its content turned up; False if the row changed."""
-    if row.status != FileStatus.SORTED:
-        _transition(row.status, FileStatus.SORTED)
-    updated = (
-        File.update(
-            current_path=path,
-            target_path=path,
-            mtime_ns=mtime_ns,
-            status=FileStatus.SORTED,
-            error=None,
-            updated_at=utcnow(),
-        )
-        .where(
-            File.id == row.id,
-            File.status == row.status,
-            File.current_path == row.path,
-        )
-        .execute()
+    updated = move_files(
+        database_proxy.connection(),
+        FileStatus(row.status),
+        FileStatus.SORTED,
+        _SAME_ROW,
+        (row.id, row.path),
+        current_path=path,
+        target_path=path,
+        mtime_ns=mtime_ns,
+        error=None,
     )
     return bool(updated)
 
@@ -316,7 +308,7 @@ def find_moved(
                 continue  # changed meanwhile: not ours to follow
             found.add(row.id)
             tally.moved.append({"file_id": row.id, "from": row.path, "to": path})
-            logger.bind(event="verify", file_id=row.id, status="SORTED").info(
+            logger.bind(event="verify", file_id=row.id, status=FileStatus.SORTED).info(
                 "{} moved within the library to {}", row.path, path
             )
     return [row for row in gone if row.id not in found]

@@ -9,6 +9,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse
 
+from pipeline.states import BatchStatus, FileStatus
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 NAV = (
@@ -18,25 +20,25 @@ NAV = (
     ("/dashboard/files", "files", "Files"),
 )
 # What a status means to the owner, in the words the pages use.
-FILE_STATES = {
-    "NEW": "arriving",
-    "HASHED": "being checked",
-    "UNIQUE": "waiting for a batch",
-    "DUPLICATE": "duplicate, set aside",
-    "BATCHED": "in a batch",
-    "SYNCED": "on the remote devices",
-    "SORTED": "in the library",
-    "ERROR": "needs attention",
-    "SKIPPED": "skipped (not media)",
-    "MISSING": "missing from the library",
-    "CORRUPT": "changed in the library",
+FILE_STATES: dict[str, str] = {
+    FileStatus.NEW: "arriving",
+    FileStatus.HASHED: "being checked",
+    FileStatus.UNIQUE: "waiting for a batch",
+    FileStatus.DUPLICATE: "duplicate, set aside",
+    FileStatus.BATCHED: "in a batch",
+    FileStatus.SYNCED: "on the remote devices",
+    FileStatus.SORTED: "in the library",
+    FileStatus.ERROR: "needs attention",
+    FileStatus.SKIPPED: "skipped (not media)",
+    FileStatus.MISSING: "missing from the library",
+    FileStatus.CORRUPT: "changed in the library",
 }
-BATCH_STATES = {
-    "CREATED": "built, waiting for Syncthing",
-    "SYNCING": "syncing",
-    "SYNCED": "on every device, to be sorted",
-    "SORTED": "sorted",
-    "ERROR": "failed",
+BATCH_STATES: dict[str, str] = {
+    BatchStatus.CREATED: "built, waiting for Syncthing",
+    BatchStatus.SYNCING: "syncing",
+    BatchStatus.SYNCED: "on every device, to be sorted",
+    BatchStatus.SORTED: "sorted",
+    BatchStatus.ERROR: "failed",
 }
 
 

@@ -21,11 +21,13 @@ from starlette.staticfiles import StaticFiles
 from pipeline import charts, jobs, review, thumbnail
 from pipeline.dashboard import dashboard
 from pipeline.hashing import is_image
-from pipeline.models import Batch, BatchStatus, File, Job
+from pipeline.models import Batch, BatchStatus, File, FileStatus, Job
 from web.errors import ApiError, ok
 from web.pages import FILE_STATES, render
 from web.routes.common import int_param, state, threaded
 from web.routes.review import inside_roots
+
+NEEDS_ATTENTION = (FileStatus.ERROR, FileStatus.MISSING, FileStatus.CORRUPT)
 
 WEB = Path(__file__).resolve().parents[1]
 PAGE_SIZE = 50
@@ -100,9 +102,9 @@ def _in_batches(statuses: tuple[str, ...]) -> int:
 def status_context(ctx: Any) -> dict[str, Any]:
     d = dashboard(ctx.clock())
     by = d["files"]["by_status"]
-    attention = sum(by.get(s, 0) for s in ("ERROR", "MISSING", "CORRUPT"))
+    attention = sum(by.get(s, 0) for s in NEEDS_ATTENTION)
     waiting = d.get("waiting") or {
-        "files": by.get("UNIQUE", 0),
+        "files": by.get(FileStatus.UNIQUE, 0),
         "bytes": None,
         "next_batch_at": None,
     }
@@ -111,7 +113,7 @@ def status_context(ctx: Any) -> dict[str, Any]:
         (
             "library",
             "in the library",
-            by.get("SORTED", 0),
+            by.get(FileStatus.SORTED, 0),
             "sorted by date",
             "ok",
             None,
@@ -127,7 +129,7 @@ def status_context(ctx: Any) -> dict[str, Any]:
         (
             "duplicates",
             "duplicates set aside",
-            by.get("DUPLICATE", 0),
+            by.get(FileStatus.DUPLICATE, 0),
             "exact copies, in the duplicates folder",
             "muted",
             None,
@@ -141,7 +143,9 @@ def status_context(ctx: Any) -> dict[str, Any]:
             "/dashboard/problems" if attention else None,
         ),
     ]
-    inbox_files = sum(by.get(s, 0) for s in ("NEW", "HASHED", "UNIQUE"))
+    inbox_files = sum(
+        by.get(s, 0) for s in (FileStatus.NEW, FileStatus.HASHED, FileStatus.UNIQUE)
+    )
     flow = [
         {
             "key": "inbox",
@@ -167,7 +171,7 @@ def status_context(ctx: Any) -> dict[str, Any]:
         {
             "key": "library",
             "label": "Library",
-            "files": by.get("SORTED", 0),
+            "files": by.get(FileStatus.SORTED, 0),
             "bytes": storage["sorted_dir"],
             "detail": "sorted by date",
         },
@@ -350,7 +354,7 @@ def _page(
 
 async def errors_fragment(request: Request) -> HTMLResponse:
     after = int_param(request, "after", 0, 0, 2**62)
-    query = File.select().where(File.status == "ERROR")
+    query = File.select().where(File.status == FileStatus.ERROR)
     return await threaded(
         _page,
         "fragments/errors.html",
@@ -363,7 +367,7 @@ async def errors_fragment(request: Request) -> HTMLResponse:
 
 async def skipped_fragment(request: Request) -> HTMLResponse:
     after = int_param(request, "after", 0, 0, 2**62)
-    query = File.select().where(File.status == "SKIPPED")
+    query = File.select().where(File.status == FileStatus.SKIPPED)
     return await threaded(
         _page,
         "fragments/skipped.html",
@@ -376,7 +380,9 @@ async def skipped_fragment(request: Request) -> HTMLResponse:
 
 async def library_fragment(request: Request) -> HTMLResponse:
     after = int_param(request, "after", 0, 0, 2**62)
-    query = File.select().where(File.status.in_(("MISSING", "CORRUPT")))
+    query = File.select().where(
+        File.status.in_((FileStatus.MISSING, FileStatus.CORRUPT))
+    )
     return await threaded(
         _page,
         "fragments/library.html",
