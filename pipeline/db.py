@@ -220,6 +220,14 @@ def _flatten_near_chains(db: SqliteDatabase) -> None:
             )
 
 
+def _v9_drop_unread_indexes(db: SqliteDatabase) -> None:
+    # Every new image paid a random-leaf insert into each of these, and no query reads
+    # them: near-duplicates are found in memory (the index loads with a table scan),
+    # and files_batch_status (batch, status) answers every lookup by batch.
+    db.execute_sql("DROP INDEX IF EXISTS files_phash")
+    db.execute_sql("DROP INDEX IF EXISTS files_batch")
+
+
 MIGRATIONS: list[tuple[int, Callable[[SqliteDatabase], None]]] = [
     (1, _v1_tables),
     (2, _v2_indexes),
@@ -229,6 +237,7 @@ MIGRATIONS: list[tuple[int, Callable[[SqliteDatabase], None]]] = [
     (6, _v6_stats),
     (7, _v7_adopt_verify),
     (8, _v8_near_review),
+    (9, _v9_drop_unread_indexes),
 ]
 
 

@@ -100,7 +100,7 @@ class File(BaseModel):
     duplicate_of = IntegerField(null=True)
     near_duplicate_of = IntegerField(null=True)
     near_distance = IntegerField(null=True)
-    batch = IntegerField(null=True, index=True)
+    batch = IntegerField(null=True)  # indexed by files_batch_status (batch, status)
     capture_time = DateTimeField(null=True)
     capture_source = CharField(null=True)
     target_path = TextField(null=True)

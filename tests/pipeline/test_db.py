@@ -208,3 +208,22 @@ def test_a_lower_version_landing_later_still_runs(tmp_path: Path) -> None:
     assert "files_batch_status" in {n for n, _ in dump(path)}
     db.close()
     database_proxy.initialize(None)
+
+
+def test_lookups_by_batch_use_an_index_after_the_unread_ones_go(tmp_path: Path) -> None:
+    db = dbmod.open_database(tmp_path / "db.sqlite")
+    names = {
+        r[0]
+        for r in db.execute_sql("SELECT name FROM sqlite_master WHERE type='index'")
+    }
+    assert not names & {"files_phash", "files_batch"}
+    for sql in (
+        "SELECT id FROM files WHERE batch = ?",
+        "SELECT count(*) FROM files WHERE batch = ? AND status = 'SORTED'",
+    ):
+        plan = str(db.execute_sql("EXPLAIN QUERY PLAN " + sql, (1,)).fetchall())
+        assert "USING COVERING INDEX files_batch_status" in plan or (
+            "USING INDEX files_batch_status" in plan
+        ), sql
+    db.close()
+    database_proxy.initialize(None)
