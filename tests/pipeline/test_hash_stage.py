@@ -1,0 +1,155 @@
+"""The hash stage and a failing item's record, on a context without the daemon."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from pipeline import hashing
+from pipeline.context import Context
+from pipeline.hash_stage import hash_item
+from pipeline.intake import EMPTY, Item, register
+from pipeline.models import File, FileStatus, utcnow
+from pipeline.stages import record_error
+from pipeline.store import db_conn, set_file_status
+from tests.pipeline.mediafixtures import make_jpeg, make_plain
+
+
+def registered(ctx: Context, path: Path) -> Item:
+    item = register(ctx, path)
+    assert item is not None
+    assert File.get_by_id(item.file_id).status == FileStatus.NEW
+    return item
+
+
+def test_hashed_file_moves_to_hashed_with_both_hashes(ctx: Context) -> None:
+    path = make_jpeg(ctx.roots.inbox / "IMG_1.jpg", seed=1)
+    item = registered(ctx, path)
+    assert hash_item(ctx, item) is item
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert item.sha256 == expected and item.phash is not None
+    row = File.get_by_id(item.file_id)
+    assert row.status == FileStatus.HASHED
+    assert (row.sha256, row.phash) == (expected, item.phash)
+    assert row.size == path.stat().st_size
+
+
+def test_a_second_announcement_changes_nothing(ctx: Context) -> None:
+    path = make_jpeg(ctx.roots.inbox / "IMG_2.jpg", seed=2)
+    item = registered(ctx, path)
+    assert hash_item(ctx, item) is not None
+    twin = Item(item.file_id, item.path)  # the watcher saw the file again
+    assert hash_item(ctx, twin) is None
+    assert File.get_by_id(item.file_id).status == FileStatus.HASHED
+
+
+def test_empty_file_becomes_skipped_and_stays(ctx: Context) -> None:
+    path = make_plain(ctx.roots.inbox / "IMG_3.jpg")
+    item = registered(ctx, path)
+    path.write_bytes(b"")
+    assert hash_item(ctx, item) is None
+    row = File.get_by_id(item.file_id)
+    assert row.status == FileStatus.SKIPPED and row.error == EMPTY and row.size == 0
+    assert path.exists()
+
+
+def test_undecodable_image_goes_on_without_a_phash(ctx: Context) -> None:
+    whole = make_jpeg(ctx.roots.inbox.parent / "whole.jpg", seed=4, size=(640, 480))
+    data = whole.read_bytes()
+    path = ctx.roots.inbox / "IMG_4.jpg"
+    path.write_bytes(data[: len(data) // 3])  # cut off: the header, no image
+    item = registered(ctx, path)
+    assert hash_item(ctx, item) is item
+    assert item.phash is None
+    row = File.get_by_id(item.file_id)
+    assert row.status == FileStatus.HASHED and row.phash is None
+    assert row.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_file_changed_while_hashed_stays_new(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = make_jpeg(ctx.roots.inbox / "IMG_5.jpg", seed=5)
+    item = registered(ctx, path)
+    read, grown = hashing._read_chunk, []
+
+    def growing(fd: int, view: memoryview) -> int:
+        n = read(fd, view)
+        if n and not grown:
+            grown.append(n)
+            with open(path, "ab") as more:  # still arriving
+                more.write(b"\0" * 10)
+        return n
+
+    monkeypatch.setattr(hashing, "_read_chunk", growing)
+    assert hash_item(ctx, item) is None
+    row = File.get_by_id(item.file_id)
+    assert row.status == FileStatus.NEW and row.sha256 is None
+    monkeypatch.undo()
+    assert hash_item(ctx, item) is item  # the retry, once it has settled
+    assert File.get_by_id(item.file_id).status == FileStatus.HASHED
+
+
+def test_file_gone_while_hashed_leaves_no_row(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = make_jpeg(ctx.roots.inbox / "IMG_6.jpg", seed=6)
+    item = registered(ctx, path)
+    read = hashing._read_chunk
+
+    def vanishing(fd: int, view: memoryview) -> int:
+        if path.exists():
+            path.unlink()  # moved away by its owner mid-read
+        return read(fd, view)
+
+    monkeypatch.setattr(hashing, "_read_chunk", vanishing)
+    assert hash_item(ctx, item) is None
+    assert File.get_or_none(File.id == item.file_id) is None
+
+
+# record_error -----------------------------------------------------------------
+
+
+def test_transient_failure_is_error_with_a_retry_time(ctx: Context) -> None:
+    item = registered(ctx, make_plain(ctx.roots.inbox / "a.jpg"))
+    before = utcnow()
+    record_error(ctx, item, "hash", OSError(errno.ENOSPC, "No space left on device"))
+    row = File.get_by_id(item.file_id)
+    assert row.status == FileStatus.ERROR and row.error_stage == "hash"
+    assert row.error == "hash: [Errno 28] No space left on device"
+    backoff = ctx.settings.retry.backoff_seconds
+    assert row.next_retry_at is not None
+    assert before + timedelta(seconds=backoff / 2) <= row.next_retry_at
+    assert row.next_retry_at <= utcnow() + timedelta(seconds=backoff * 2)
+    assert Path(row.current_path).exists()
+
+
+def test_lasting_failure_waits_for_a_retry_request(ctx: Context) -> None:
+    item = registered(ctx, make_plain(ctx.roots.inbox / "b.jpg"))
+    record_error(ctx, item, "dedup", ValueError())
+    row = File.get_by_id(item.file_id)
+    assert row.status == FileStatus.ERROR and row.error_stage == "dedup"
+    assert row.error == "dedup: ValueError"  # an empty message names the type
+    assert row.next_retry_at is None
+
+
+def test_file_already_set_aside_keeps_its_status(ctx: Context) -> None:
+    item = registered(ctx, make_plain(ctx.roots.inbox / "c.jpg"))
+    ctx.writer.call(
+        lambda: set_file_status(db_conn(), item.file_id, FileStatus.SKIPPED)
+    )
+    record_error(ctx, item, "dedup", OSError(errno.EIO, "I/O error"))
+    row = File.get_by_id(item.file_id)
+    assert row.status == FileStatus.SKIPPED and row.error_stage is None
+
+
+def test_an_item_that_is_no_file_is_only_logged(ctx: Context) -> None:
+    path = make_plain(ctx.roots.inbox / "d.jpg")
+    record_error(ctx, path, "register", PermissionError(errno.EACCES, "denied"))
+    assert File.select().count() == 0
+    assert os.path.exists(path)
