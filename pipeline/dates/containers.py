@@ -17,7 +17,14 @@ Range = tuple[int, int]  # payload start, payload end (absolute file offsets)
 
 
 def jpeg_segments(reader: Reader) -> Iterator[tuple[int, int, int]]:
-    """Yield (marker, payload start, payload length) of segments before the scan."""
+    """Yield (marker, payload start, payload length) of segments before the scan.
+
+    A walk that reaches the scan is kept on the reader for the next source.
+    """
+    if reader.segments is not None:
+        yield from reader.segments
+        return
+    walked = []
     pos = 2
     for _ in range(MAX_SEGMENTS):
         header = reader.read_at(pos, 4)
@@ -31,11 +38,14 @@ def jpeg_segments(reader: Reader) -> Iterator[tuple[int, int, int]]:
             pos += 2
             continue
         if marker in (0xD9, 0xDA):  # end of image / start of scan
+            reader.segments = walked
             return
         (length,) = struct.unpack(">H", header[2:4])
         if length < 2:
             raise Corrupt(f"JPEG segment length {length}")
-        yield marker, pos + 4, length - 2
+        segment = (marker, pos + 4, length - 2)
+        walked.append(segment)
+        yield segment
         pos += 2 + length
 
 

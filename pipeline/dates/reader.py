@@ -16,12 +16,14 @@ OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 class Reader:
     """Bounded random access to an open file; the first bytes come from memory."""
 
-    __slots__ = ("fd", "size", "head")
+    __slots__ = ("fd", "size", "head", "segments")
 
     def __init__(self, fd: int, size: int) -> None:
         self.fd = fd
         self.size = size
         self.head = os.pread(fd, HEAD_BYTES, 0)
+        # A JPEG's segment list once walked to the scan; later sources reuse it.
+        self.segments: list[tuple[int, int, int]] | None = None
 
     def read_at(self, pos: int, length: int) -> bytes:
         """Return exactly `length` bytes at `pos`, or raise Corrupt."""

@@ -43,6 +43,13 @@ _XMLNS = re.compile(
     rb"xmlns:([A-Za-z_][\w.\-]{0,63})\s*=\s*[\"']([^\"'<>]{1,256})[\"']"
 )
 _DTD = re.compile(rb"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
+_ATTRIBUTE_TAIL = re.compile(
+    rb"\s{0,64}=\s{0,64}(?:\"([^\"<]{1,%d})\"|'([^'<]{1,%d})')"
+    % (_MAX_VALUE, _MAX_VALUE)
+)
+# No blanks matched around the value: the parser strips them, and a \s* before
+# [^<]{1,N} would backtrack over a long run of blanks.
+_ELEMENT_TAIL = re.compile(rb"(?:\s[^<>]{0,256})?>([^<]{1,%d})</" % _MAX_VALUE)
 _EXTENDED_GUID = re.compile(rb"HasExtendedXMP\s*(?:=\s*[\"']|>)\s*([0-9A-Fa-f]{32})")
 
 
@@ -66,23 +73,26 @@ def packet_dates(packet: bytes) -> Iterator[CaptureDate]:
 
 
 def _property(packet: bytes, qname: bytes) -> str | None:
-    """The text of `qname` written as an attribute or as a simple element."""
-    q = re.escape(qname)
-    attribute = re.search(
-        rb"[\s<]"
-        + q
-        + rb"\s*=\s*(?:\"([^\"<]{1,%d})\"|'([^'<]{1,%d})')" % (_MAX_VALUE, _MAX_VALUE),
-        packet,
-    )
-    if attribute is not None:
-        return (attribute[1] or attribute[2]).decode("ascii", "replace")
-    # No \s* around the value: on a long run of blanks it would backtrack
-    # quadratically. The value's own blanks are stripped by the parser.
-    element = re.search(
-        rb"<" + q + rb"(?:\s[^<>]{0,256})?>([^<]{1,%d})</" % _MAX_VALUE + q,
-        packet,
-    )
-    return None if element is None else element[1].decode("ascii", "replace")
+    """The text of `qname` written as an attribute or as a simple element.
+
+    Found with bytes.find, then one anchored, bounded match per occurrence: the
+    scan stays linear whatever the packet holds.
+    """
+    at = packet.find(qname)
+    while at > 0:
+        end = at + len(qname)
+        before = packet[at - 1]
+        if before == 0x3C:  # "<": an element
+            element = _ELEMENT_TAIL.match(packet, end)
+            if element is not None and packet.startswith(qname, element.end()):
+                return element[1].decode("ascii", "replace")
+        elif before in b" \t\r\n":
+            attribute = _ATTRIBUTE_TAIL.match(packet, end)
+            if attribute is not None:
+                value = attribute[1] or attribute[2]
+                return value.decode("ascii", "replace")
+        at = packet.find(qname, end)
+    return None
 
 
 def embedded_dates(reader: Reader, kind: str, exif: ExifTags) -> Iterator[CaptureDate]:
