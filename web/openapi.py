@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from pipeline import __version__
-from pipeline.states import BatchStatus, FileStatus
+from web.schemas import component_schemas
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -55,89 +55,8 @@ BOOL = {"type": "boolean"}
 COMMON = {"400": _error("invalid request"), "401": _error("missing or wrong API key")}
 ID_PARAM = [{"name": "id", "in": "path", "required": True, "schema": INT}]
 
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["status", "code", "message"],
-        "properties": {
-            "status": {"const": "error"},
-            "code": {
-                "enum": [
-                    "VALIDATION_ERROR",
-                    "UNAUTHORIZED",
-                    "NOT_FOUND",
-                    "CONFLICT",
-                    "RATE_LIMITED",
-                    "INTERNAL_ERROR",
-                    "DEPENDENCY_ERROR",
-                ]
-            },
-            "message": STR,
-        },
-    },
-    "Job": _obj(
-        id=INT,
-        kind=STR,
-        status={"enum": ["QUEUED", "RUNNING", "DONE", "FAILED"]},
-        started_at=STR,
-        finished_at=STR,
-        total=INT,
-        done=INT,
-        progress=NUM,
-        errors=INT,
-        message=STR,
-        result={"type": "object"},
-    ),
-    "File": _obj(
-        id=INT,
-        original_path=STR,
-        current_path=STR,
-        size=INT,
-        sha256=STR,
-        phash=STR,
-        status={"enum": [s.value for s in FileStatus]},
-        duplicate_of=INT,
-        near_duplicate_of=INT,
-        near_distance=INT,
-        batch=INT,
-        capture_time=STR,
-        capture_source=STR,
-        target_path=STR,
-        error=STR,
-        error_stage=STR,
-        next_retry_at=STR,
-        attempts=INT,
-        created_at=STR,
-        updated_at=STR,
-    ),
-    "Batch": _obj(
-        id=INT,
-        name=STR,
-        status={"enum": [s.value for s in BatchStatus]},
-        file_count=INT,
-        size_bytes=INT,
-        progress=NUM,
-        bytes_needed=INT,
-        location=STR,
-        created_at=STR,
-        synced_at=STR,
-        sorted_at=STR,
-        last_error=STR,
-        manifest={"type": "object"},
-    ),
-    "VerifySummary": _obj(
-        finished_at=STR,
-        hashed=BOOL,
-        checked=INT,
-        found_missing=INT,
-        found_corrupt=INT,
-        moved=INT,
-        restored=INT,
-        missing_now=INT,
-        corrupt_now=INT,
-        ok=BOOL,
-    ),
-}
+# Generated from the response models in web/schemas.py (one source for the shapes).
+SCHEMAS: dict[str, Any] = component_schemas()
 
 COUNTS = {"type": "object", "additionalProperties": INT}
 _RETRIED = _obj(retried=INT, batches={"type": "array", "items": INT}, job=_ref("Job"))
@@ -365,40 +284,7 @@ PATHS: dict[str, Any] = {
         "get": {
             "summary": "Counts, storage, recent errors and files per hour",
             "responses": {
-                "200": _response(
-                    "dashboard",
-                    _obj(
-                        files=_obj(total=INT, by_status=COUNTS),
-                        unique=INT,
-                        duplicates=INT,
-                        near_duplicates=INT,
-                        batches=_obj(total=INT, by_status=COUNTS),
-                        storage=_obj(
-                            inbox=INT,
-                            duplicates_dir=INT,
-                            batch_dir=INT,
-                            sync_dir=INT,
-                            sorted_dir=INT,
-                        ),
-                        waiting=_obj(
-                            files=INT,
-                            bytes=INT,
-                            next_batch_at={"type": ["string", "null"]},
-                            max_bytes={"type": ["integer", "null"]},
-                        ),
-                        capture_sources=COUNTS,
-                        mtime_dated=INT,
-                        recent_errors={
-                            "type": "array",
-                            "items": _obj(file_id=INT, path=STR, error=STR, at=STR),
-                        },
-                        files_per_hour={
-                            "type": "array",
-                            "items": _obj(hour=STR, count=INT),
-                        },
-                        last_verify=_ref("VerifySummary"),
-                    ),
-                ),
+                "200": _response("dashboard", _ref("Dashboard")),
                 **COMMON,
             },
         }

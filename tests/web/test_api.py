@@ -17,6 +17,7 @@ import yaml
 from pipeline.models import Batch, BatchStatus, ConfigChange, File, FileStatus
 from tests.conftest import wait_until
 from tests.pipeline.mediafixtures import make_jpeg
+from web import schemas
 from web.app import all_routes, create_app
 from web.openapi import document
 
@@ -320,6 +321,47 @@ def test_every_route_is_in_the_openapi_document(api: Any) -> None:
     assert (
         json.loads(on_disk.read_text()) == served
     ), "run: python -m web.openapi > docs/openapi.json"
+
+
+def shaped(model: type[schemas.Shape], answer: Any) -> None:
+    """`answer` has exactly the documented shape (strict: no coercion, no extra key)."""
+    model.model_validate_json(json.dumps(answer), strict=True)
+
+
+def test_answers_have_the_documented_shapes(api: Any) -> None:
+    svc, client = api
+    served = client.get("/openapi.json").json()["components"]["schemas"]
+    assert served == json.loads(json.dumps(schemas.component_schemas()))
+    inbox = svc.ctx.roots.inbox
+    for n in range(2):
+        make_jpeg(inbox / f"s{n}.jpg", seed=10 + n)
+    job = client.post("/api/dedup/start", json={}).json()["data"]["job"]
+    shaped(schemas.Job, job)
+    wait_until(
+        lambda: client.get(f"/api/jobs/{job['id']}").json()["data"]["job"]["status"]
+        == "DONE",
+        timeout=20,
+    )
+    shaped(schemas.Job, client.get(f"/api/jobs/{job['id']}").json()["data"]["job"])
+    files = client.get("/api/files").json()["data"]["files"]
+    assert len(files) == 2
+    for one in files:
+        shaped(schemas.File, one)
+    shaped(
+        schemas.File,
+        client.get(f"/api/files/{files[0]['id']}").json()["data"]["file"],
+    )
+    batch = client.post("/api/batch/create", json={}).json()["data"]["batch"]
+    shaped(schemas.Batch, batch)
+    for listed in client.get("/api/batches").json()["data"]["batches"]:
+        shaped(schemas.Batch, listed)
+    detail = client.get(f"/api/batches/{batch['id']}").json()["data"]["batch"]
+    assert detail["manifest"] is not None
+    shaped(schemas.Batch, detail)
+    shaped(schemas.Dashboard, client.get("/api/dashboard").json()["data"])
+    shaped(schemas.Error, client.get("/api/files/999999").json())
+    with pytest.raises(ValueError):  # the check itself: an undeclared key fails
+        shaped(schemas.File, {**files[0], "undeclared": 1})
 
 
 def test_dbui_is_read_only_behind_its_password(service: Any) -> None:
