@@ -24,7 +24,7 @@ def jpeg_segments(reader: Reader) -> Iterator[tuple[int, int, int]]:
     if reader.segments is not None:
         yield from reader.segments
         return
-    walked = []
+    walked: list[tuple[int, int, int]] = []
     pos = 2
     for _ in range(MAX_SEGMENTS):
         header = reader.read_at(pos, 4)
