@@ -74,7 +74,7 @@ EXIF_DATE_TAG = 0x9003  # DateTimeOriginal, in the Exif sub-IFD
 EXIF_IFD = 0x8769
 EXIF_DATETIME_TAG = 0x0132  # DateTime, in IFD0 (an edited export's edit time)
 XMP_ORIGINAL = re.compile(rb'exif:DateTimeOriginal="([^"]+)"')
-# The writer transactions of one sort_batch, in order (pipeline/sort.py, fsops.py).
+# The writer transactions of one sort_batch, in order (pipeline/sort.py, pipeline/fsops/).
 WRITER_STEPS = (
     "_record_dates (capture time, target per row)",
     "insert_entries (the move journal, durable)",
@@ -247,25 +247,26 @@ class Phases:
 
 def instrument(ctx: Any) -> tuple[Phases, Any]:
     """Wrap the sort's parts with timers; returns them and an undo function."""
-    from pipeline import fsops
     from pipeline import sort as sort_module
+    from pipeline.fsops import mover as mover_module  # where moves find sync_folders
 
     phases = Phases(BusyMeter(), BusyMeter(), BusyMeter(), BusyMeter(), BusyMeter())
     saved = (
         sort_module.plan_batch,
         sort_module.identical_at,
-        fsops.sync_folders,
+        mover_module.sync_folders,
         ctx.mover.move_many,
         ctx.writer._run_group,
     )
     sort_module.plan_batch = phases.plan.wrap(saved[0])
     sort_module.identical_at = phases.identical.wrap(saved[1])
-    fsops.sync_folders = phases.fsync.wrap(saved[2], count=len)
+    mover_module.sync_folders = phases.fsync.wrap(saved[2], count=len)
     ctx.mover.move_many = phases.moves.wrap(saved[3])
     ctx.writer._run_group = phases.writer.wrap(saved[4], count=lambda g: len(g))
 
     def undo() -> None:
-        sort_module.plan_batch, sort_module.identical_at, fsops.sync_folders = saved[:3]
+        sort_module.plan_batch, sort_module.identical_at = saved[:2]
+        mover_module.sync_folders = saved[2]
         del ctx.mover.move_many, ctx.writer._run_group
 
     return phases, undo

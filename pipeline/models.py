@@ -152,7 +152,7 @@ class ConfigChange(BaseModel):
 
 
 class MoveJournal(BaseModel):
-    """One planned file move; PENDING until settled (see pipeline/fsops.py)."""
+    """One planned file move; PENDING until settled (see pipeline/fsops/)."""
 
     id = AutoField()
     src = TextField()

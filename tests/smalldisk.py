@@ -51,7 +51,7 @@ class SmallDisk:
             ctx.mover.force_copy = True
 
     def _inject(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        real = fsops._copy_fd
+        real = fsops.mover._copy_fd
         root = str(self.path)
 
         def limited(src_fd: int, tmp: str, checkpoint: Any) -> str:
@@ -64,7 +64,7 @@ class SmallDisk:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), tmp)
             return real(src_fd, tmp, checkpoint)
 
-        monkeypatch.setattr(fsops, "_copy_fd", limited)
+        monkeypatch.setattr(fsops.mover, "_copy_fd", limited)
 
 
 def _mount(path: Path) -> bool:

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline import fsops
 from pipeline.db import Writer, open_database
-from pipeline.fsops import MoveError, Mover, MoveRequest
+from pipeline.fsops import MoveError, Mover, MoveRequest, durability
 from pipeline.models import File, FileStatus, MoveJournal, MoveState, database_proxy
 
 CHILD = Path(__file__).with_name("fsops_child.py")
@@ -440,7 +440,7 @@ def test_many_folders_are_made_durable_with_one_syncfs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    real = fsops._SYNCFS
+    real = durability._SYNCFS
     assert real is not None  # Linux with glibc: the daemon's platform
 
     def counted(fd: int) -> int:
@@ -448,20 +448,20 @@ def test_many_folders_are_made_durable_with_one_syncfs(
         return real(fd)
 
     fsynced: list[str] = []
-    monkeypatch.setattr(fsops, "_SYNCFS", counted)
-    monkeypatch.setattr(fsops, "fsync_dir", lambda p: fsynced.append(str(p)))
-    kind = fsops.filesystem_type(tmp_path)
+    monkeypatch.setattr(durability, "_SYNCFS", counted)
+    monkeypatch.setattr(durability, "fsync_dir", lambda p: fsynced.append(str(p)))
+    kind = durability.filesystem_type(tmp_path)
     assert kind is not None
     # This disk, whatever it is (ext4 here), counts as one where syncfs is enough.
-    monkeypatch.setitem(fsops.SYNCFS_FILESYSTEMS, kind, "the test's filesystem")
+    monkeypatch.setitem(durability.SYNCFS_FILESYSTEMS, kind, "the test's filesystem")
     device = os.stat(tmp_path).st_dev
-    many = {str(tmp_path / f"d{n}"): device for n in range(fsops.SYNCFS_FROM)}
+    many = {str(tmp_path / f"d{n}"): device for n in range(durability.SYNCFS_FROM)}
     for folder in many:
         os.mkdir(folder)
-    fsops.sync_folders(many)
+    durability.sync_folders(many)
     assert len(calls) == 1 and fsynced == []
     few = dict(list(many.items())[:3])
-    fsops.sync_folders(few)
+    durability.sync_folders(few)
     assert len(calls) == 1 and fsynced == list(few)
 
 
@@ -469,17 +469,17 @@ def test_a_failing_syncfs_falls_back_to_an_fsync_per_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fsynced: list[str] = []
-    monkeypatch.setattr(fsops, "_SYNCFS", lambda fd: -1)
-    monkeypatch.setattr(fsops, "fsync_dir", lambda p: fsynced.append(str(p)))
+    monkeypatch.setattr(durability, "_SYNCFS", lambda fd: -1)
+    monkeypatch.setattr(durability, "fsync_dir", lambda p: fsynced.append(str(p)))
     device = os.stat(tmp_path).st_dev
-    folders = {str(tmp_path / f"d{n}"): device for n in range(fsops.SYNCFS_FROM)}
+    folders = {str(tmp_path / f"d{n}"): device for n in range(durability.SYNCFS_FROM)}
     for folder in folders:
         os.mkdir(folder)
-    fsops.sync_folders(folders)
+    durability.sync_folders(folders)
     assert fsynced == list(folders)
     fsynced.clear()
-    monkeypatch.setattr(fsops, "_SYNCFS", None)  # no syncfs in this libc
-    fsops.sync_folders(folders)
+    monkeypatch.setattr(durability, "_SYNCFS", None)  # no syncfs in this libc
+    durability.sync_folders(folders)
     assert fsynced == list(folders)
 
 
@@ -487,14 +487,14 @@ def test_syncfs_only_on_filesystems_known_to_flush_directories(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    monkeypatch.setattr(fsops, "_SYNCFS", lambda fd: calls.append(fd) or 0)
+    monkeypatch.setattr(durability, "_SYNCFS", lambda fd: calls.append(fd) or 0)
     fsynced: list[str] = []
-    monkeypatch.setattr(fsops, "fsync_dir", lambda p: fsynced.append(str(p)))
+    monkeypatch.setattr(durability, "fsync_dir", lambda p: fsynced.append(str(p)))
     device = os.stat(tmp_path).st_dev
-    folders = {str(tmp_path / f"d{n}"): device for n in range(fsops.SYNCFS_FROM)}
+    folders = {str(tmp_path / f"d{n}"): device for n in range(durability.SYNCFS_FROM)}
     for folder in folders:
         os.mkdir(folder)
     # As if the folders were on FUSE or NFS: the statfs type is not in the list.
-    monkeypatch.setattr(fsops, "SYNCFS_FILESYSTEMS", {})
-    fsops.sync_folders(folders)
+    monkeypatch.setattr(durability, "SYNCFS_FILESYSTEMS", {})
+    durability.sync_folders(folders)
     assert calls == [] and fsynced == list(folders)
