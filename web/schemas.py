@@ -1,6 +1,6 @@
 """The shapes of the API's answers, declared once (pydantic).
 
-`web/openapi.py` generates its component schemas from these models, and
+`web/openapi/` generates its component schemas from these models, and
 tests/web/test_api.py validates real answers against them, so the document, the
 code and the answers cannot drift apart. Every key is required (a nullable one is
 `X | None`): the answers always carry every key, `null` when there is no value.
