@@ -1,7 +1,7 @@
 """In-memory near-duplicate index of 64-bit perceptual hashes.
 
 Up to 32,768 hashes, one vectorised pass (XOR + popcount over a uint64 array) per
-lookup. Past that a multi-index of the four 16-bit chunks (`_ChunkIndex`) narrows a
+lookup. Past that a multi-index of the four 16-bit chunks (`ChunkIndex`) narrows a
 lookup to the few buckets that can hold a match: 0.2 ms instead of about 1 ms among a
 million hashes, so that intake does not slow down as the library grows. The index is
 not persistent: the daemon fills it from the database at start with `load_in_background`
@@ -17,125 +17,19 @@ from collections.abc import Callable, Iterable
 import numpy as np
 from loguru import logger
 
+from pipeline.hashbits import (  # noqa: F401 - informative, popcount64_table: re-exported
+    CHUNKS,
+    MASK64,
+    MAX_FLIPS,
+    MIN_INFORMATIVE_BITS,
+    MULTI_INDEX_MIN,
+    ChunkIndex,
+    as_u64,
+    informative,
+    popcount64,
+    popcount64_table,
+)
 from pipeline.models import FileStatus, database_proxy, sql_list
-
-MASK64 = (1 << 64) - 1
-# pHash sets a bit for each low-frequency DCT coefficient above their median, so an
-# image with detail has about 32 bits set. A flat image (one colour, a blank frame) has
-# all coefficients but the DC one at zero: one bit set (8000000000000000), whatever its
-# colour or size. Below this many set bits the hash says too little to match on.
-MIN_INFORMATIVE_BITS = 8
-
-_BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
-HAVE_BITWISE_COUNT = hasattr(np, "bitwise_count")  # numpy >= 2
-
-
-def popcount64_table(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Byte-table popcount; the fallback for numpy without `np.bitwise_count`."""
-    as_bytes = np.ascontiguousarray(values, dtype=np.uint64).view(np.uint8)
-    counts = _BYTE_BITS[as_bytes].reshape(-1, 8)
-    return counts.sum(axis=1, dtype=np.uint8, out=out)
-
-
-def popcount64(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Set bits per element of a uint64 array, as uint8 (into `out` when given)."""
-    if HAVE_BITWISE_COUNT:
-        return np.bitwise_count(values, out=out)
-    return popcount64_table(values, out=out)
-
-
-def informative(h: int) -> bool:
-    """Whether a pHash carries enough detail to be matched (not a flat image)."""
-    bits = (int(h) & MASK64).bit_count()
-    return MIN_INFORMATIVE_BITS <= bits <= 64 - MIN_INFORMATIVE_BITS
-
-
-CHUNKS = 4  # 16-bit pieces of a hash, for the multi-index (see `_ChunkIndex`)
-CHUNK_BITS = 64 // CHUNKS
-MAX_FLIPS = 2  # the multi-index answers distances up to CHUNKS * (MAX_FLIPS + 1) - 1
-MULTI_INDEX_MIN = 32_768  # below this many hashes one linear pass is as fast
-
-
-def _flip_masks(bits: int, flips: int) -> np.ndarray:
-    """Every `bits`-bit mask with at most `flips` bits set (0 first)."""
-    masks = [0]
-    if flips >= 1:
-        masks += [1 << a for a in range(bits)]
-    if flips >= 2:
-        masks += [(1 << a) | (1 << b) for a in range(bits) for b in range(a + 1, bits)]
-    return np.array(masks, dtype=np.int64)
-
-
-_MASKS = [_flip_masks(CHUNK_BITS, f) for f in range(MAX_FLIPS + 1)]
-
-
-class _ChunkIndex:
-    """A frozen multi-index over (ids, hashes): candidates in microseconds, not O(n).
-
-    Pigeonhole: two hashes within distance d differ in at most d // 4 bits in at
-    least one of their four 16-bit chunks. So the entries whose chunk c equals the
-    query's chunk c with up to d // 4 bits flipped, over the four chunks, include
-    every match; each such bucket holds about n / 65,536 entries. Entries are sorted
-    by id so that membership is a binary search.
-    """
-
-    SPAN = (1 << CHUNK_BITS) + 1  # bucket starts per chunk (65,536 buckets + end)
-
-    def __init__(self, ids: np.ndarray, hashes: np.ndarray):
-        by_id = np.argsort(ids, kind="stable")
-        self.ids = ids[by_id]
-        self.hashes = hashes[by_id]
-        n = len(self.ids)
-        # One flat array for the four chunks' orders (chunk c at c * n) and one for
-        # their bucket starts (chunk c at c * SPAN, already offset by c * n), so a
-        # lookup is a handful of numpy calls whatever the number of chunks.
-        self.order = np.empty(CHUNKS * n, dtype=np.int32)
-        self.starts = np.empty(CHUNKS * self.SPAN, dtype=np.int64)
-        for c in range(CHUNKS):
-            key = (
-                (self.hashes >> np.uint64(c * CHUNK_BITS)) & np.uint64(0xFFFF)
-            ).astype(np.uint16)
-            order = np.argsort(key, kind="stable")
-            self.order[c * n : (c + 1) * n] = order
-            self.starts[c * self.SPAN : (c + 1) * self.SPAN] = c * n + np.searchsorted(
-                key[order], np.arange(self.SPAN)
-            )
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def contains(self, file_id: int) -> bool:
-        pos = int(np.searchsorted(self.ids, file_id))
-        return pos < len(self.ids) and int(self.ids[pos]) == file_id
-
-    def candidates(
-        self, h: np.uint64, max_distance: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, distances) within `max_distance` (<= CHUNKS * (MAX_FLIPS + 1) - 1)."""
-        masks = _MASKS[max_distance // CHUNKS]
-        value = int(h)
-        chunks = [(value >> (c * CHUNK_BITS)) & 0xFFFF for c in range(CHUNKS)]
-        # Every bucket to read: (chunk c, its key with up to d // 4 bits flipped).
-        keys = (np.array(chunks)[:, None] ^ masks).ravel()
-        keys += np.repeat(np.arange(CHUNKS) * self.SPAN, len(masks))
-        lo = self.starts[keys]
-        counts = self.starts[keys + 1] - lo
-        total = int(counts.sum())
-        if total == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint8)
-        # The concatenated ranges lo[i] .. lo[i] + counts[i], without a Python loop.
-        at = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total)
-        pos = self.order[at]
-        dist = popcount64(self.hashes[pos] ^ h)
-        hit = dist <= max_distance
-        # An entry may sit in several matching buckets: count it once.
-        pos, first = np.unique(pos[hit], return_index=True)
-        return self.ids[pos], dist[hit][first]
-
-
-def _u64(h: int) -> np.uint64:
-    """A hash in signed (as stored) or unsigned form, as numpy uint64."""
-    return np.uint64(int(h) & MASK64)
 
 
 class NearIndex:
@@ -153,10 +47,10 @@ class NearIndex:
     ) -> None:
         capacity = max(1, int(capacity))
         # A lookup among a million hashes in one pass costs about a millisecond; past
-        # `multi_index_min` hashes a frozen `_ChunkIndex` answers instead, with the
+        # `multi_index_min` hashes a frozen `ChunkIndex` answers instead, with the
         # changes since it was built (`_gone` ids, the `_delta` entries) on the side.
         self._multi_min = max(1, int(multi_index_min))
-        self._multi: _ChunkIndex | None = None
+        self._multi: ChunkIndex | None = None
         self._gone: set[int] = set()
         self._gone_arr: np.ndarray | None = None
         self._d_ids = np.zeros(64, dtype=np.int64)
@@ -204,7 +98,7 @@ class NearIndex:
 
     def add(self, file_id: int, h: int) -> None:
         """Store (or replace) the hash of `file_id`."""
-        value = _u64(h)
+        value = as_u64(h)
         with self._lock:
             if self._removed_while_loading is not None:
                 self._removed_while_loading.discard(file_id)
@@ -278,7 +172,7 @@ class NearIndex:
         if due:
             # About 0.2 s for a million hashes, once per 60,000 changes at that size.
             n = self._n
-            self._multi = _ChunkIndex(self._ids[:n].copy(), self._hashes[:n].copy())
+            self._multi = ChunkIndex(self._ids[:n].copy(), self._hashes[:n].copy())
             self._gone, self._gone_arr, self._d_n = set(), None, 0
 
     def _present(self, file_id: int) -> bool:
@@ -355,13 +249,13 @@ class NearIndex:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty.astype(np.uint8)
         if self._multi is not None and max_distance < CHUNKS * (MAX_FLIPS + 1):
-            ids, dists = self._multi_candidates(_u64(h), max_distance)
+            ids, dists = self._multi_candidates(as_u64(h), max_distance)
             if exclude is not None:
                 keep = ids != exclude
                 ids, dists = ids[keep], dists[keep]
             return ids, dists
         n = self._n
-        xor = np.bitwise_xor(self._hashes[:n], _u64(h), out=self._xor[:n])
+        xor = np.bitwise_xor(self._hashes[:n], as_u64(h), out=self._xor[:n])
         dist = popcount64(xor, out=self._dist[:n])
         hits = np.flatnonzero(dist <= min(max_distance, 64))
         ids = self._ids[hits]

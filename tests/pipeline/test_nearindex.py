@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from loguru import logger
 
-from pipeline import nearindex
+from pipeline import hashbits
 from pipeline.hashing import hamming, to_signed64
 from pipeline.nearindex import NearIndex, popcount64, popcount64_table
 
@@ -230,7 +230,7 @@ def test_table_popcount_matches_python() -> None:
 def test_fallback_popcount_path_gives_same_answers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(nearindex, "HAVE_BITWISE_COUNT", False)
+    monkeypatch.setattr(hashbits, "HAVE_BITWISE_COUNT", False)
     pairs = clustered_hashes(seed=8, n=300)
     index = NearIndex()
     index.add_many(pairs.items())
