@@ -7,23 +7,21 @@ tests do); `Service.run()` also serves HTTP in the foreground until SIGTERM/SIGI
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import faulthandler
 import gc
 import signal
 import threading
 import time
-from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from loguru import logger
 
 from daemon import logs
 from daemon.config import LoadedConfig, ensure_folders
 from daemon.configport import FileConfigPort
+from daemon.httpserver import HttpServer, server_config
 from daemon.notify import Notifier, WatchdogThread
 from daemon.scheduler import Scheduler
 from daemon.watcher import InboxWatcher
@@ -42,36 +40,6 @@ from web.app import create_app
 from web.state import AppState
 
 STOP_TIMEOUT = 8.0
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the service owns SIGTERM/SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-def server_config(app: Any, server: Any) -> uvicorn.Config:
-    """uvicorn settings for the daemon's app and `server.*` settings.
-
-    uvicorn believes X-Forwarded-For from 127.0.0.1 by default, which would let any
-    local client pick the address the wrong-key limiter counts: forwarded headers
-    are honoured only from `server.trusted_proxies`.
-    """
-    proxies = list(server.trusted_proxies)
-    return uvicorn.Config(
-        app,
-        host=server.host,
-        port=server.port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=3,
-        proxy_headers=bool(proxies),
-        forwarded_allow_ips=proxies or None,
-        server_header=False,
-    )
 
 
 class _Steps:
@@ -110,7 +78,7 @@ class Service:
         self.watcher: InboxWatcher | None = None
         self.scheduler: Scheduler | None = None
         self.jobs: Jobs | None = None
-        self.server: _Server | None = None
+        self.server: HttpServer | None = None
         self._watchdog: WatchdogThread | None = None
         self._stopped = threading.Event()
         self._counter_check: threading.Thread | None = None
@@ -365,7 +333,7 @@ class Service:
         faulthandler.enable()
         self.start()
         app = create_app(self.app_state(), dbui=self.settings.dbui)
-        self.server = _Server(server_config(app, self.settings.server))
+        self.server = HttpServer(server_config(app, self.settings.server))
         previous = self._install_signals()
         try:
             asyncio.run(self._serve())
