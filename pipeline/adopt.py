@@ -43,7 +43,7 @@ from pipeline.models import (
     sql_time,
     utcnow,
 )
-from pipeline.sort import Member, plan_batch
+from pipeline.sort_plan import Member, plan_batch
 from pipeline.states import check_file_transition
 
 # Adopted rows whose file changed are decided again (SORTED or DUPLICATE).
