@@ -26,17 +26,24 @@ from typing import Any
 
 from loguru import logger
 
-from pipeline.context import Context, Roots
+from pipeline.context import Context
 from pipeline.hash_stage import hash_file
 from pipeline.hashing import FileChanged
 from pipeline.intake import walk_inbox
 from pipeline.jobs import JobHandle
+from pipeline.library_roots import (  # noqa: F401 - re-exported (service, tests)
+    AdoptRefused,
+    Target,
+    interrupted,
+    is_read_only,
+    reference_roots,
+    resolve_target,
+)
 from pipeline.media import is_sidecar
 from pipeline.models import (
     FileSource,
     FileStatus,
     LibraryRoot,
-    RootKind,
     RootState,
     database_proxy,
     sql_list,
@@ -51,23 +58,6 @@ REDECIDED = (FileStatus.SORTED, FileStatus.DUPLICATE)
 CHUNK = 8  # files hashed by one task and committed in one transaction; small,
 # so the last tasks leave no thread idle for long (the tail of a pool)
 LISTED = 1000  # duplicates listed in a job's result (all are in the database)
-# Folders that are never a photo library: adopting them would read the system.
-SYSTEM_PATHS = frozenset(
-    {"/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root"}
-    | {"/run", "/sbin", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/home"}
-)
-
-
-class AdoptRefused(ValueError):
-    """A path that cannot be adopted; the message says why (shown to the caller)."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """A folder to adopt: its real path and whether it is `library` or `reference`."""
-
-    path: Path
-    kind: str
 
 
 @dataclass
@@ -118,68 +108,6 @@ class Report:
             "skipped": self.skipped,
             "problems": self.problems[:LISTED],
         }
-
-
-# ------------------------------------------------------------------------- target
-
-
-def _within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def resolve_target(roots: Roots, path: str | os.PathLike[str] | None) -> Target:
-    """Check a folder may be adopted; raises AdoptRefused with the reason.
-
-    Default `sorted_dir`. Inside `sorted_dir`: a library root. Inside (or around)
-    any other configured folder: refused — the inbox is for the pipeline. Elsewhere:
-    a read-only reference root, unless it is a system folder.
-    """
-    given = Path(path) if path else roots.sorted_dir
-    if not given.is_absolute():
-        raise AdoptRefused(f"{given}: must be an absolute path")
-    normal = os.path.normpath(given)
-    real = os.path.realpath(normal)
-    if real != normal:
-        raise AdoptRefused(f"{given}: must not be or pass through a symlink")
-    if not os.path.isdir(real):
-        raise AdoptRefused(f"{given}: is not an existing folder")
-    if real in SYSTEM_PATHS or real == os.path.realpath(Path.home()):
-        raise AdoptRefused(f"{given}: is a system folder")
-    sorted_dir = os.path.realpath(roots.sorted_dir)
-    if _within(real, sorted_dir):
-        return Target(Path(real), RootKind.LIBRARY)
-    for name in Roots.__dataclass_fields__:
-        folder = os.path.realpath(getattr(roots, name))
-        if _within(real, folder):
-            raise AdoptRefused(
-                f"{given}: is inside paths.{name}; only sorted_dir or a folder "
-                "outside the configured ones can be adopted"
-            )
-        if _within(folder, real):
-            raise AdoptRefused(f"{given}: contains paths.{name} ({folder})")
-    return Target(Path(real), RootKind.REFERENCE)
-
-
-def reference_roots() -> list[str]:
-    """Paths of the read-only reference roots (never touched by cleanup or moves)."""
-    query = LibraryRoot.select(LibraryRoot.path).where(
-        LibraryRoot.kind == RootKind.REFERENCE
-    )
-    return [row.path for row in query]
-
-
-def is_read_only(path: str | os.PathLike[str]) -> bool:
-    """True when `path` lies in a reference root: the daemon must not move or write it."""
-    real = os.path.realpath(path)
-    return any(_within(real, root) for root in reference_roots())
-
-
-def interrupted() -> list[str]:
-    """Roots whose adoption a stop or crash interrupted (to resume at start)."""
-    query = LibraryRoot.select(LibraryRoot.path).where(
-        LibraryRoot.state == RootState.ADOPTING
-    )
-    return [row.path for row in query.order_by(LibraryRoot.id)]
 
 
 # ----------------------------------------------------------------------- the walk
