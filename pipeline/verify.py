@@ -6,19 +6,17 @@ unless the same content turns up elsewhere in the library (sorted_dir and every
 adopted root), in which case its row follows it. Changed content becomes `CORRUPT`.
 Nothing is ever deleted, moved or overwritten here: findings are listed with the
 last-known hash, the batch and its manifest, and (Syncthing enabled) whether
-Syncthing's global copy of the batch file is still held by a remote device. A
-`MISSING` or `CORRUPT` file found intact again goes back to `SORTED`.
+Syncthing's global copy of the batch file is still held by a remote device
+(pipeline/verify_findings.py). A `MISSING` or `CORRUPT` file found intact again goes
+back to `SORTED`.
 """
 
 from __future__ import annotations
 
 import os
-import stat
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -27,13 +25,11 @@ from typing import Any
 from loguru import logger
 from peewee import fn
 
-from pipeline.batch import read_manifest
 from pipeline.context import Context
-from pipeline.hashing import FileChanged, sha256_file
+from pipeline.hashing import FileChanged
 from pipeline.intake import walk_inbox
 from pipeline.jobs import JobHandle
 from pipeline.models import (
-    Batch,
     File,
     FileStatus,
     LibraryRoot,
@@ -46,110 +42,19 @@ from pipeline.models import (
     utcnow,
 )
 from pipeline.store import move_files
-from pipeline.sync_check import required_devices
-from pipeline.syncthing import SyncthingClient
+from pipeline.verify_check import (
+    Check,
+    Row,
+    Tally,
+    Throttle,
+    check_file,
+    hash_throttled,
+)
+from pipeline.verify_findings import CORRUPT, LISTED, MISSING, findings
 
-MISSING = FileStatus.MISSING
-CORRUPT = FileStatus.CORRUPT
 CHECKED = (FileStatus.SORTED, MISSING, CORRUPT)
 PAGE = 1000
-LISTED = 1000  # findings listed in a job's result (all are in the database)
 MB = 1024 * 1024
-NEED_PAGE_SIZE = 1000
-NEED_PAGES = 2000  # a remote's need list is read up to 2,000,000 entries
-
-
-class Throttle:
-    """Bounds the average read rate of every thread together (bytes per second)."""
-
-    def __init__(self, bytes_per_second: float) -> None:
-        self.rate = bytes_per_second
-        self._next = time.monotonic()
-        self._lock = threading.Lock()
-
-    def consume(self, nbytes: int) -> None:
-        """Wait until `nbytes` more may be read without exceeding the rate."""
-        if self.rate <= 0:
-            return
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + nbytes / self.rate
-        if start > now:
-            time.sleep(start - now)
-
-
-@dataclass(slots=True)
-class Row:
-    id: int
-    path: str
-    size: int | None
-    mtime_ns: int | None
-    sha256: str | None
-    status: str
-
-
-@dataclass(slots=True)
-class Check:
-    """What one file's check found: ok, touched, missing, corrupt, busy."""
-
-    row: Row
-    outcome: str
-    sha256: str | None = None
-    size: int | None = None
-    mtime_ns: int | None = None
-    bytes_read: int = 0
-
-
-@dataclass
-class Tally:
-    checked: int = 0
-    missing: int = 0
-    corrupt: int = 0
-    moved: list[dict[str, Any]] = field(default_factory=list)
-    restored: int = 0
-    busy: int = 0
-    bytes_read: int = 0
-
-
-# ------------------------------------------------------------------ one file
-
-
-def _hash(ctx: Context, path: str, size: int, throttle: Throttle) -> tuple[str, int]:
-    throttle.consume(size)
-    with ctx.fs_slots:
-        digest = sha256_file(Path(path))
-    return digest.sha256, digest.size
-
-
-def check_file(ctx: Context, row: Row, hash_all: bool, throttle: Throttle) -> Check:
-    """Compare one file with its row; hashes when asked, or when only mtime moved."""
-    try:
-        st = os.lstat(row.path)
-    except OSError:
-        return Check(row, "missing")
-    if not stat.S_ISREG(st.st_mode):
-        return Check(row, "missing")  # replaced by a symlink, folder or FIFO
-    same_size = st.st_size == row.size
-    same_mtime = st.st_mtime_ns == row.mtime_ns
-    must_hash = hash_all or row.status == CORRUPT or (same_size and not same_mtime)
-    if same_size and same_mtime and not must_hash:
-        return Check(row, "ok", size=st.st_size, mtime_ns=st.st_mtime_ns)
-    if not same_size and not hash_all:
-        return Check(row, "corrupt", size=st.st_size, mtime_ns=st.st_mtime_ns)
-    try:
-        sha, size = _hash(ctx, row.path, st.st_size, throttle)
-    except FileChanged:
-        return Check(row, "busy")  # being written right now: next run
-    except (OSError, ValueError) as exc:
-        logger.bind(event="verify", file_id=row.id).warning(
-            "cannot read {}: {}", row.path, exc
-        )
-        return Check(row, "busy")
-    outcome = "ok" if sha == row.sha256 else "corrupt"
-    if outcome == "ok" and not same_mtime:
-        outcome = "touched"
-    return Check(row, outcome, sha, size, st.st_mtime_ns, size)
 
 
 # --------------------------------------------------------------- the database
@@ -292,7 +197,7 @@ def find_moved(
     def digest(item: tuple[str, int, int]) -> tuple[str, int, int, str | None]:
         path, size, mtime_ns = item
         try:
-            return path, size, mtime_ns, _hash(ctx, path, size, throttle)[0]
+            return path, size, mtime_ns, hash_throttled(ctx, path, size, throttle)[0]
         except (FileChanged, OSError, ValueError):
             return path, 0, mtime_ns, None
 
@@ -312,169 +217,6 @@ def find_moved(
                 "{} moved within the library to {}", row.path, path
             )
     return [row for row in gone if row.id not in found]
-
-
-# ------------------------------------------------------------------- findings
-
-
-class RemoteCopies:
-    """Whether Syncthing's remote devices still hold a sorted batch file (read-only).
-
-    While a batch sits in sync_dir, Syncthing's global record of a file lists the
-    devices holding it (`/rest/db/file` availability). Once the file is sorted out of
-    sync_dir the global record is a deletion; a remote set up as documented (Receive
-    Only, ignoreDelete) keeps its copy and so keeps that deletion in its need list.
-    That list grows with the library, so it is read at most once per device per
-    verify, and only when a finding needs it.
-    """
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self._kept: dict[str, set[str]] | None = None
-
-    def _kept_by_device(self, client: SyncthingClient) -> dict[str, set[str]]:
-        if self._kept is None:
-            st = self.ctx.settings.syncthing
-            devices = required_devices(client, st.folder_id, st.device_ids)
-            self._kept = {device: self._ignored(client, device) for device in devices}
-        return self._kept
-
-    def _ignored(self, client: SyncthingClient, device: str) -> set[str]:
-        """Names whose deletion `device` has not applied (it keeps the file)."""
-        folder = self.ctx.settings.syncthing.folder_id
-        names: set[str] = set()
-        for page in range(1, NEED_PAGES + 1):
-            entries = client.remote_need_page(folder, device, page, NEED_PAGE_SIZE)
-            names.update(str(e.get("name")) for e in entries if e.get("deleted"))
-            if len(entries) < NEED_PAGE_SIZE:
-                break
-        return names
-
-    def ask(self, batch: Batch, entry: dict[str, Any]) -> dict[str, Any] | None:
-        client = self.ctx.syncthing
-        if client is None or not batch.location:
-            return None
-        sync_dir = self.ctx.roots.sync_dir
-        location = Path(batch.location)
-        if sync_dir not in location.parents or batch.synced_at is None:
-            return {"held": False, "detail": "the batch never reached a remote device"}
-        name = (location.relative_to(sync_dir) / entry["path"]).as_posix()
-        try:
-            return self._answer(client, name, entry)
-        except Exception as exc:  # noqa: BLE001 - reported, never fatal
-            return {"held": None, "name": name, "detail": f"Syncthing: {exc}"}
-
-    def _answer(
-        self, client: SyncthingClient, name: str, entry: dict[str, Any]
-    ) -> dict[str, Any]:
-        answer = client.db_file(self.ctx.settings.syncthing.folder_id, name)
-        if answer is None:
-            return {"held": False, "name": name, "detail": "unknown to Syncthing"}
-        glob = answer.get("global") or {}
-        if not glob.get("deleted", False):
-            devices = [
-                str(d.get("id"))
-                for d in answer.get("availability") or []
-                if isinstance(d, dict) and not d.get("fromTemporary")
-            ]
-            held = bool(devices) and glob.get("size") == entry.get("size")
-            return {"held": held, "name": name, "devices": devices}
-        keeping = [
-            d for d, names in self._kept_by_device(client).items() if name in names
-        ]
-        return {
-            "held": bool(keeping),
-            "name": name,
-            "devices": keeping,
-            "detail": (
-                "deleted here when sorted; these devices ignored the deletion and "
-                "keep their copy"
-                if keeping
-                else "deleted here when sorted, and on every remote device too"
-            ),
-        }
-
-
-def _copies(row: File) -> list[str]:
-    """Other files with the last-known content that are still where recorded.
-
-    An exact copy set aside in duplicates_dir, or an identical copy adopted in
-    place, can restore the file. Each is checked on disk (size only: cheap).
-    """
-    if not row.sha256:
-        return []
-    query = (
-        File.select(File.current_path, File.size)
-        .where(
-            File.sha256 == row.sha256,
-            File.id != row.id,
-            File.status.in_((FileStatus.SORTED, FileStatus.DUPLICATE)),
-        )
-        .limit(5)
-    )
-    out = []
-    for other in query:
-        try:
-            st = os.lstat(other.current_path)
-        except OSError:
-            continue
-        if stat.S_ISREG(st.st_mode) and st.st_size == other.size:
-            out.append(other.current_path)
-    return out
-
-
-def findings(ctx: Context, limit: int = LISTED) -> list[dict[str, Any]]:
-    """Every MISSING and CORRUPT file (up to `limit`), with what can restore it."""
-    rows = list(
-        File.select()
-        .where(File.status.in_((MISSING, CORRUPT)))
-        .order_by(File.id)
-        .limit(limit)
-    )
-    manifests: dict[int, Any] = {}
-    remote = RemoteCopies(ctx)
-    out = []
-    for row in rows:
-        item: dict[str, Any] = {
-            "file_id": row.id,
-            "status": row.status,
-            "path": row.current_path,
-            "sha256": row.sha256,
-            "size": row.size,
-            "source": row.source,
-            "error": row.error,
-            "batch": None,
-            "syncthing": None,
-            "copies": _copies(row),
-        }
-        batch = Batch.get_or_none(Batch.id == row.batch) if row.batch else None
-        if batch is not None:
-            if batch.id not in manifests:
-                folder = Path(batch.location) if batch.location else None
-                manifests[batch.id] = (
-                    (folder / "manifest.json", read_manifest(folder))
-                    if folder
-                    else (None, None)
-                )
-            path, manifest = manifests[batch.id]
-            entry = next(
-                (
-                    e
-                    for e in (manifest or {}).get("files", [])
-                    if e.get("sha256") == row.sha256
-                ),
-                None,
-            )
-            item["batch"] = {
-                "id": batch.id,
-                "name": batch.name,
-                "manifest": str(path) if manifest is not None else None,
-                "entry": entry,
-            }
-            if entry is not None:
-                item["syncthing"] = remote.ask(batch, entry)
-        out.append(item)
-    return out
 
 
 def last_run() -> dict[str, Any] | None:
