@@ -21,8 +21,9 @@ import numpy as np
 from loguru import logger
 from PIL import Image
 
+from pipeline.hashbits import MASK64
+
 CHUNK = 1 << 20
-MASK64 = (1 << 64) - 1
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif"}
 )
