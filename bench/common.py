@@ -17,8 +17,10 @@ import pstats
 import resource
 import shlex
 import shutil
+import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -432,3 +434,15 @@ def run_in_workdir(
     used = sys.argv[1:] if argv is None else list(argv)
     print(f"reproduce: {reproduce(script, used)}")
     return ok
+
+
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float) -> None:
+    """SIGTERM a daemon we started, SIGKILL it after `timeout` s; nothing if it is gone."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

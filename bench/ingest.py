@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -57,7 +56,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     BusyMeter,
     Row,
     Target,
@@ -77,6 +76,7 @@ from bench.common import (  # noqa: E402
     self_peak_rss_mb,
     status_counts,
     stderr_to,
+    stop_process,  # noqa: E402
     thread_cpu,
     wait_for,
     warm_cache,
@@ -313,14 +313,7 @@ class SubprocessDaemon:
         return proc_cpu_seconds(self.proc.pid) if self.proc else None
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 15)
 
 
 # ------------------------------------------------------------------------- ingest

@@ -43,7 +43,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -56,7 +55,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     ROOT,
     Row,
     Target,
@@ -66,6 +65,7 @@ from bench.common import (  # noqa: E402
     proc_status_mb,
     read_db,
     run_in_workdir,
+    stop_process,  # noqa: E402
     wait_for,
     write_config,
 )
@@ -272,14 +272,7 @@ class Daemon:
         return proc_status_mb(self.proc.pid, "VmHWM") or 0.0
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 20)
 
 
 def _yaml(path: Path) -> Any:

@@ -160,23 +160,7 @@ def serving(files: list[BatchFile]) -> Iterator[FakeSyncthing]:
 
 def page_remote_need(client: SyncthingClient) -> int:
     """What the check did before issue 18, for one device: every page, in order."""
-    page, seen = 1, 0
-    while True:
-        answer = client._object(  # the removed client method, inlined
-            "GET",
-            "/rest/db/remoteneed",
-            params={
-                "folder": FOLDER,
-                "device": REMOTE,
-                "page": str(page),
-                "perpage": str(PAGE),
-            },
-        )
-        files = answer.get("files") or []
-        seen += len(files)
-        if len(files) < PAGE:
-            return seen
-        page += 1
+    return _page_real(client, FOLDER, REMOTE)
 
 
 def measure(
@@ -290,6 +274,7 @@ def _count_requests(client: SyncthingClient) -> None:
 
 
 def _page_real(client: SyncthingClient, folder: str, device: str) -> int:
+    """Every page of `device`'s need list, in order (the removed client method)."""
     page, seen = 1, 0
     while True:
         answer = client._object(
