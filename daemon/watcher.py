@@ -9,61 +9,24 @@ to look; a start scan and periodic rescans catch anything the events missed.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from loguru import logger
 from watchdog.events import (
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-    FileAttribEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
     FileSystemEvent,
-    FileSystemEventHandler,
 )
-from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserver, PollingObserverVFS
 
+from daemon.watcher_observer import ObserverMixin
+from daemon.watcher_scan import ScanMixin, _Pending, _Sig, _sig
 from pipeline.intake import is_ignored, regular_file_stat
 
 DEFAULT_IGNORE: tuple[str, ...] = (".*", "*.part", "*.crdownload", "*.tmp", "~*")
-
-# Opened/closed-no-write events are pure noise for us: reading a file changes nothing.
-_EVENT_FILTER: list[type[FileSystemEvent]] = [
-    FileCreatedEvent,
-    DirCreatedEvent,
-    FileModifiedEvent,
-    FileAttribEvent,
-    FileClosedEvent,
-    FileDeletedEvent,
-    DirDeletedEvent,
-    FileMovedEvent,
-    DirMovedEvent,
-]
-
-_Sig = tuple[int, int, int]  # size, mtime_ns, inode: any difference = a new version
-
-
-@dataclass(slots=True)
-class _Pending:
-    sig: _Sig
-    last_change: float
-
-
-def _sig(st: os.stat_result) -> _Sig:
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def _kind(mode: int) -> str:
@@ -78,25 +41,7 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
-def _max_user_watches() -> int | None:
-    try:
-        return int(Path("/proc/sys/fs/inotify/max_user_watches").read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-class _Handler(FileSystemEventHandler):
-    """Forwards every watchdog event to the watcher; runs on the observer thread."""
-
-    def __init__(self, watcher: InboxWatcher) -> None:
-        super().__init__()
-        self._watcher = watcher
-
-    def dispatch(self, event: FileSystemEvent) -> None:
-        self._watcher._on_event(event)
-
-
-class InboxWatcher:
+class InboxWatcher(ScanMixin, ObserverMixin):
     """Watches ``inbox`` recursively and calls ``on_ready(path)`` for settled files.
 
     ``on_ready`` runs on the watcher's settle thread; its exceptions are logged and
@@ -221,59 +166,6 @@ class InboxWatcher:
         with self._lock:
             self._full_scan_requested = True
         self._wake.set()
-
-    def scan(self) -> int:
-        """Walk the whole inbox now; return how many new candidates were added.
-
-        Never follows symlinks, skips ignored paths and special files, and forgets
-        announced files that are no longer in the inbox.
-        """
-        if not self._inbox_present():
-            return 0
-        started = self._clock()
-        seen: set[Path] = set()
-        specials: set[Path] = set()
-        new, dirs, complete = self._walk(self._inbox, seen, specials)
-        if complete:
-            self._prune_after_scan(seen, specials, started)
-            self._check_watch_limit(dirs)
-        return new
-
-    # -- observer ---------------------------------------------------------------
-
-    def _start_observer(self) -> BaseObserver:
-        handler = _Handler(self)
-        observer: BaseObserver | None = None
-        try:
-            observer = (self._observer_factory or Observer)()
-            self._schedule_and_start(observer, handler)
-        except OSError as exc:
-            if observer is not None:
-                with contextlib.suppress(Exception):
-                    observer.stop()
-            return self._start_polling(handler, exc)
-        polling = isinstance(observer, PollingObserver | PollingObserverVFS)
-        self._mode = "polling" if polling else "inotify"
-        return observer
-
-    def _start_polling(self, handler: _Handler, exc: OSError) -> BaseObserver:
-        interval = max(1.0, self._settle)
-        self._log.bind(errno=exc.errno).warning(
-            "inotify unavailable ({}); falling back to polling the inbox every {} s",
-            exc,
-            interval,
-        )
-        # lstat so that the snapshot never descends through a symlinked folder.
-        observer = PollingObserverVFS(os.lstat, os.scandir, polling_interval=interval)
-        self._schedule_and_start(observer, handler)
-        self._mode = "polling"
-        return observer
-
-    def _schedule_and_start(self, observer: BaseObserver, handler: _Handler) -> None:
-        observer.schedule(
-            handler, str(self._inbox), recursive=True, event_filter=_EVENT_FILTER
-        )
-        observer.start()
 
     def _on_event(self, event: FileSystemEvent) -> None:
         kind = event.event_type
@@ -460,108 +352,3 @@ class InboxWatcher:
         )
 
     # -- scanning ---------------------------------------------------------------
-
-    def _scan_subtree(self, top: Path) -> None:
-        rel = self._rel(top)
-        if rel is None or not self._parents_are_dirs(rel):
-            return
-        try:
-            if not stat.S_ISDIR(os.lstat(top).st_mode):
-                return
-        except OSError:
-            return
-        self._walk(top, None, None)
-
-    def _walk(
-        self, top: Path, seen: set[Path] | None, specials: set[Path] | None
-    ) -> tuple[int, int, bool]:
-        """Offer every regular file below ``top``; (new, folders, completed)."""
-        new, dirs, stack = 0, 0, [top]
-        while stack:
-            if self._stop_event.is_set():
-                return new, dirs, False
-            folder = stack.pop()
-            dirs += 1
-            for entry in self._entries(folder):
-                if self._ignored((entry.name,)):
-                    continue
-                path = Path(entry.path)
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(path)
-                        continue
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    if specials is not None:
-                        specials.add(path)
-                    self._note_special(path, st)
-                    continue
-                if seen is not None:
-                    seen.add(path)
-                new += self._offer(path, st)
-        return new, dirs, True
-
-    def _entries(self, folder: Path) -> list[os.DirEntry[str]]:
-        try:
-            with os.scandir(folder) as it:
-                return list(it)
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            self._log.bind(path=str(folder)).warning("cannot list folder: {}", exc)
-            return []
-
-    def _inbox_present(self) -> bool:
-        present = self._inbox.is_dir()
-        if present != self._inbox_was_present:
-            self._inbox_was_present = present
-            if present:
-                self._log.info("inbox is back")
-            else:
-                self._log.error("inbox is missing; nothing is taken until it is back")
-        return present
-
-    def _prune_after_scan(
-        self, seen: set[Path], specials: set[Path], started: float
-    ) -> None:
-        # Entries announced after the walk began may simply not have been reached.
-        with self._lock:
-            stale = [
-                p
-                for p, (_, at) in self._announced.items()
-                if at < started and p not in seen
-            ]
-            for path in stale:
-                del self._announced[path]
-            self._specials &= specials
-
-    def _forget_dirs(self, gone: set[Path]) -> None:
-        """Drop memory of files below removed folders that are no longer there."""
-        with self._lock:
-            candidates = [
-                (p, sig)
-                for p, (sig, _) in self._announced.items()
-                if any(parent in gone for parent in p.parents)
-            ]
-        for path, sig in candidates:
-            st = regular_file_stat(path)
-            if st is None or _sig(st) != sig:
-                with self._lock:
-                    if self._announced.get(path, (None,))[0] == sig:
-                        del self._announced[path]
-
-    def _check_watch_limit(self, dirs: int) -> None:
-        if self._mode != "inotify" or self._watch_limit_warned:
-            return
-        limit = _max_user_watches()
-        if limit is not None and dirs >= limit:
-            self._watch_limit_warned = True
-            self._log.bind(errno=errno.ENOSPC).warning(
-                "inbox has {} folders, fs.inotify.max_user_watches is {}: events in "
-                "some folders are missed and only rescans (every {} s) find them",
-                dirs,
-                limit,
-                self._rescan_interval,
-            )
