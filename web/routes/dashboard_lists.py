@@ -118,45 +118,30 @@ def _page(
     )
 
 
-async def errors_fragment(request: Request) -> HTMLResponse:
-    after = int_param(request, "after", 0, 0, 2**62)
-    query = File.select().where(File.status == FileStatus.ERROR)
-    return await threaded(
-        _page,
-        "fragments/errors.html",
-        "errors",
-        "/dashboard/fragments/errors",
-        query,
-        after,
-    )
+def status_list(name: str, *statuses: FileStatus) -> Any:
+    """The handler of one list of the problems page: files in `statuses`, by id.
+
+    `name` is the fragment's template, its htmx target and the last part of its URL.
+    """
+
+    async def fragment(request: Request) -> HTMLResponse:
+        after = int_param(request, "after", 0, 0, 2**62)
+        query = File.select().where(File.status.in_(statuses))
+        return await threaded(
+            _page,
+            f"fragments/{name}.html",
+            name,
+            f"/dashboard/fragments/{name}",
+            query,
+            after,
+        )
+
+    return fragment
 
 
-async def skipped_fragment(request: Request) -> HTMLResponse:
-    after = int_param(request, "after", 0, 0, 2**62)
-    query = File.select().where(File.status == FileStatus.SKIPPED)
-    return await threaded(
-        _page,
-        "fragments/skipped.html",
-        "skipped",
-        "/dashboard/fragments/skipped",
-        query,
-        after,
-    )
-
-
-async def library_fragment(request: Request) -> HTMLResponse:
-    after = int_param(request, "after", 0, 0, 2**62)
-    query = File.select().where(
-        File.status.in_((FileStatus.MISSING, FileStatus.CORRUPT))
-    )
-    return await threaded(
-        _page,
-        "fragments/library.html",
-        "library",
-        "/dashboard/fragments/library",
-        query,
-        after,
-    )
+errors_fragment = status_list("errors", FileStatus.ERROR)
+skipped_fragment = status_list("skipped", FileStatus.SKIPPED)
+library_fragment = status_list("library", FileStatus.MISSING, FileStatus.CORRUPT)
 
 
 def _day(request: Request, name: str) -> date | None:
@@ -170,7 +155,6 @@ def _day(request: Request, name: str) -> date | None:
 
 
 async def files_fragment(request: Request) -> HTMLResponse:
-
     after = int_param(request, "after", 0, 0, 2**62)
     q = request.query_params.get("q", "").strip()[:200]
     status = request.query_params.get("status", "").upper()
