@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +44,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def run_as_nobody(
+    cmd: list[str], timeout: float, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `cmd` from the checkout as the unprivileged `nobody` (when we are root).
+
+    Root ignores file modes, so permission failures need another user. nobody
+    cannot write coverage data into the checkout: the child measures nothing.
+    """
+    if os.geteuid() == 0:
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=Path(__file__).parents[1],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("COV")},
+            **env,
+        },
+    )
 
 
 def base_config(root: Path, **overrides: Any) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import yaml
 
 from daemon import config as cfg
 from daemon.cli import main
+from tests.conftest import run_as_nobody
 
 
 def write(path: Path, text: str) -> Path:
@@ -133,17 +133,7 @@ def test_unwritable_folder_names_the_key() -> None:
         (root / "ok").mkdir(mode=0o777)
         (root / "ok").chmod(0o777)
         cmd = [sys.executable, "-m", "daemon", "check-config", "-c", str(conf)]
-        if os.geteuid() == 0:
-            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=Path(__file__).parents[2],
-            # nobody cannot write coverage data into the checkout; measure nothing.
-            env={k: v for k, v in os.environ.items() if not k.startswith("COV")},
-        )
+        proc = run_as_nobody(cmd, 60)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("paths.inbox: cannot create or write folder")
         assert "Traceback" not in proc.stderr

@@ -34,6 +34,7 @@ from pipeline.models import (
 )
 from pipeline.stages import intake_stages, run_inline
 from pipeline.store import db_conn
+from tests.conftest import run_as_nobody
 from tests.smalldisk import SmallDisk
 
 KB = 1024
@@ -363,20 +364,7 @@ def test_a_permission_error_fixed_by_chmod_is_retried() -> None:
         root.chmod(0o777)
         cmd = [sys.executable, str(Path(__file__).with_name("retry_child.py"))]
         cmd.append(str(root / "run"))
-        if os.geteuid() == 0:
-            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=Path(__file__).parents[2],
-            # nobody cannot write coverage data into the checkout; measure nothing.
-            env={
-                **{k: v for k, v in os.environ.items() if not k.startswith("COV")},
-                "PYTHONPATH": str(Path(__file__).parents[2]),
-            },
-        )
+        proc = run_as_nobody(cmd, 120, PYTHONPATH=str(Path(__file__).parents[2]))
         assert proc.returncode == 0, proc.stderr[-3000:]
         seen = json.loads(proc.stdout.strip().splitlines()[-1])
     finally:
