@@ -51,6 +51,8 @@ class Shared:
     batch_lock: threading.Lock = field(default_factory=threading.Lock)
     sync_lock: threading.Lock = field(default_factory=threading.Lock)
     cleanup_lock: threading.Lock = field(default_factory=threading.Lock)
+    # One sort at a time: a sort job and the sort a retry runs may pick one batch.
+    sort_lock: threading.Lock = field(default_factory=threading.Lock)
     # Wall time of the last PRAGMA optimize (cleanup).
     last_optimize: float = -math.inf
     # Batch id -> monotonic time of its last rescan request; batches due for one.

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from loguru import logger
 
-from pipeline import sort
 from pipeline.context import Context
 from pipeline.fsops import MoveError, MoveRequest
 from pipeline.models import File, FileStatus, database_proxy, sql_time, utcnow
@@ -141,7 +140,7 @@ def _stage_locks(ctx: Context, status: str) -> list[threading.Lock]:
     if status == FileStatus.UNIQUE:
         return [ctx.shared.batch_lock]
     if status in (FileStatus.BATCHED, FileStatus.SYNCED):
-        return [ctx.shared.sync_lock, sort._lock]
+        return [ctx.shared.sync_lock, ctx.shared.sort_lock]
     return []  # SORTED: nothing else moves a library file
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 from typing import Any
 
 from loguru import logger
@@ -84,10 +83,6 @@ def identical_at(target: str, row: Member) -> str | None:
     return None
 
 
-# One sort at a time: a sort job and the sort a retry runs may pick the same batch.
-_lock = threading.Lock()
-
-
 def sort_batch(ctx: Context, batch: Batch, dry_run: bool = False) -> dict[str, Any]:
     """Sort one batch; returns counts and, for a dry run, the plan.
 
@@ -95,7 +90,7 @@ def sort_batch(ctx: Context, batch: Batch, dry_run: bool = False) -> dict[str, A
     retry request finds it again. A file that cannot be moved becomes ERROR in the
     `sort` stage and the batch stays unsorted, with `last_error`, until it is retried.
     """
-    with _lock:
+    with ctx.shared.sort_lock:
         return _sort_batch(ctx, batch, dry_run)
 
 
