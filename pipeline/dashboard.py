@@ -13,11 +13,6 @@ from pipeline import status, verify
 from pipeline.models import FileStatus, database_proxy, sql_time
 
 
-def storage_bytes() -> dict[str, int]:
-    """Bytes of tracked files in each folder (see `status.storage_bytes`)."""
-    return status.storage_bytes()
-
-
 def files_per_hour(now: datetime, hours: int = 24) -> list[dict[str, Any]]:
     """Files first seen in each of the last `hours` hours (UTC), oldest first, zeros kept."""
     start = (now - timedelta(hours=hours - 1)).replace(

@@ -418,3 +418,17 @@ def test_the_overview_shows_the_last_library_check(
     status = wait_until(checked, timeout=30)
     assert re.search(r"2 files, sizes and dates compared", status)
     assert "1 missing, 0 changed" in status
+
+
+def test_the_overview_says_when_the_next_batch_comes(
+    live: Callable[..., tuple[Any, httpx.Client]],
+) -> None:
+    svc, http = live(batch={"auto_create": True, "max_age_seconds": 3600})
+    # The timer may not take these before the page is asked: an hour of age is due.
+    svc.scheduler.stop()
+    add_file(svc, "wait.jpg", FileStatus.UNIQUE, size=2048)
+    status = http.get("/dashboard/fragments/status").text
+    assert re.search(
+        r'id="waiting".*1 file</span>\s*\(2.00 KiB\) waiting', status, re.S
+    )
+    assert re.search(r"Next batch at <time datetime=\"[0-9T:.-]+Z?\">", status)

@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from pipeline import charts, jobs
+from pipeline import charts, jobs, status
 from pipeline.dashboard import dashboard
 from pipeline.models import Batch, BatchStatus, FileStatus, Job
 from web.errors import ApiError, ok
@@ -103,14 +103,10 @@ def _in_batches(statuses: tuple[str, ...]) -> int:
 
 
 def status_context(ctx: Any) -> dict[str, Any]:
-    d = dashboard(ctx.clock())
+    d = dashboard(ctx.clock(), ctx.settings.batch)
     by = d["files"]["by_status"]
     attention = sum(by.get(s, 0) for s in NEEDS_ATTENTION)
-    waiting = d.get("waiting") or {
-        "files": by.get(FileStatus.UNIQUE, 0),
-        "bytes": None,
-        "next_batch_at": None,
-    }
+    waiting = d["waiting"]
     storage = d["storage"]
     headline = [
         (
@@ -222,7 +218,7 @@ def charts_context(ctx: Any, span: str) -> dict[str, Any]:
     now = ctx.clock()
     intake = charts.intake(now, span)
     growth = charts.library_growth(now)
-    storage = dashboard(now)["storage"]
+    storage = status.storage_bytes()
     return {
         "span": span,
         "intake": {
