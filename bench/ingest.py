@@ -40,6 +40,7 @@ and reads its /proc/PID/status VmHWM: the daemon alone.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sqlite3
@@ -186,12 +187,11 @@ class InProcessDaemon:
 
     def _more_workers(self, shipped: Any) -> Any:
         """EXPERIMENT: the register and dedup stages with more threads."""
-        from pipeline.runner import Stage
 
         def stages(ctx: Any) -> list[Any]:
             return [
                 (
-                    Stage(s.name, s.fn, self.stage_workers)
+                    dataclasses.replace(s, workers=self.stage_workers)
                     if s.name in ("register", "dedup")
                     else s
                 )
@@ -202,8 +202,6 @@ class InProcessDaemon:
 
     def instrument(self) -> None:
         """Time the writer's transactions and each stage's calls (wall, cheap)."""
-        from pipeline.runner import Stage
-
         self.writer_meter = BusyMeter()
         writer = self.service.ctx.writer
         writer._run_group = self.writer_meter.wrap(
@@ -215,7 +213,11 @@ class InProcessDaemon:
             stage = lane.stage
             self.stage_meters[stage.name] = (meter, stage.workers)
             # Workers look up lane.stage for every item, so the swap takes effect.
-            lane.stage = Stage(stage.name, meter.wrap(stage.fn), stage.workers)
+            lane.stage = dataclasses.replace(
+                stage,
+                fn=meter.wrap(stage.fn),
+                many=meter.wrap(stage.many) if stage.many else None,
+            )
         self.cpu_before = thread_cpu()
 
     def diagnostics(self, wall: float, n: int) -> list[Row]:

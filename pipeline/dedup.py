@@ -7,7 +7,7 @@ together are decided one after the other: exactly one becomes UNIQUE.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from loguru import logger
 
@@ -16,7 +16,6 @@ from pipeline.fsops import MoveRequest
 from pipeline.intake import Item
 from pipeline.media import is_sidecar
 from pipeline.models import (
-    File,
     FileStatus,
     database_proxy,
     sql_list,
@@ -33,6 +32,8 @@ class Decision:
     duplicate_of: int | None = None
     near_duplicate_of: int | None = None
     distance: int | None = None
+    # Where a duplicate goes under duplicates_dir: how it is carried out, not what.
+    rel_path: str = field(default="", compare=False)
 
 
 def dedup_item(ctx: Context, item: Item) -> Item | None:
@@ -40,16 +41,47 @@ def dedup_item(ctx: Context, item: Item) -> Item | None:
     if ctx.near_index is not None:
         # Loading at start: wait here, not on the writer thread inside `decide`.
         ctx.near_index.wait_ready()
-    decision = ctx.writer.call(lambda: decide(ctx, item))
+    return _act(ctx, item, ctx.writer.call(lambda: decide(ctx, item)))
+
+
+def dedup_many(ctx: Context, items: list[Item]) -> list[Item | None | Exception]:
+    """`dedup_item` for a group: one writer round trip decides them all, in order.
+
+    Identical files in one group are decided one after the other like any others
+    (the first is UNIQUE). A failed duplicate move is that item's outcome.
+    """
+    if ctx.near_index is not None:
+        ctx.near_index.wait_ready()
+    decisions = ctx.writer.call(lambda: _decide_each(ctx, items))
+    outcomes: list[Item | None | Exception] = []
+    for item, decision in zip(items, decisions, strict=True):
+        try:
+            outcomes.append(_act(ctx, item, decision))
+        except Exception as exc:  # noqa: BLE001 - recorded for this item alone
+            outcomes.append(exc)
+    return outcomes
+
+
+def _decide_each(ctx: Context, items: list[Item]) -> list[Decision | None]:
+    taken: set[int] = set()  # the same file twice in a group is decided once
+    decisions = []
+    for item in items:
+        fresh = item.file_id not in taken
+        taken.add(item.file_id)
+        decisions.append(decide(ctx, item) if fresh else None)
+    return decisions
+
+
+def _act(ctx: Context, item: Item, decision: Decision | None) -> Item | None:
+    """Carry out a decision: move a duplicate aside, log a near-duplicate."""
     if decision is None:
         return None
     log = logger.bind(event="dedup", file_id=item.file_id, status=decision.status)
     if decision.status == FileStatus.DUPLICATE:
-        rel = File.get_by_id(item.file_id).rel_path
         dst = ctx.mover.move(
             MoveRequest(
                 src=item.path,
-                dst=ctx.roots.duplicates_dir / rel,
+                dst=ctx.roots.duplicates_dir / decision.rel_path,
                 file_id=item.file_id,
                 new_status=FileStatus.DUPLICATE,
                 sha256=item.sha256,
@@ -73,7 +105,7 @@ def decide(ctx: Context, item: Item) -> Decision | None:
     """
     con = database_proxy.connection()
     row = con.execute(
-        "SELECT status FROM files WHERE id = ?", (item.file_id,)
+        "SELECT status, rel_path FROM files WHERE id = ?", (item.file_id,)
     ).fetchone()
     if row is None or row[0] != FileStatus.HASHED:
         return None
@@ -85,7 +117,7 @@ def decide(ctx: Context, item: Item) -> Decision | None:
             "UPDATE files SET duplicate_of = ?, updated_at = ? WHERE id = ?",
             (match, now, item.file_id),
         )
-        return Decision(FileStatus.DUPLICATE, duplicate_of=match)
+        return Decision(FileStatus.DUPLICATE, duplicate_of=match, rel_path=row[1])
     near, distance = _nearest(ctx, item)
     move_files(
         con,

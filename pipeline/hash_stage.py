@@ -33,8 +33,40 @@ def hash_item(ctx: Context, item: Item) -> Item | None:
     pHash (de-duplicated by SHA-256, sorted by date). Only a file that cannot be
     read raises (the caller records ERROR). A file found empty now becomes SKIPPED.
     """
+    outcome = hash_many(ctx, [item])[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def hash_many(ctx: Context, items: list[Item]) -> list[Item | None | Exception]:
+    """`hash_item` for a group: each file hashed in turn, all recorded in one write.
+
+    A file that cannot be read is that item's outcome (its exception).
+    """
+    outcomes: list[Item | None | Exception] = []
+    hashed: list[tuple[int, Item, Digest]] = []  # (place in outcomes, item, digest)
+    for item in items:
+        try:
+            digest = _hash(ctx, item)
+        except Exception as exc:  # noqa: BLE001 - this item's outcome
+            outcomes.append(exc)
+            continue
+        if digest is not None:
+            hashed.append((len(outcomes), item, digest))
+        # Resumed with its hash known: straight on to dedup.
+        outcomes.append(item if digest is None and item.sha256 else None)
+    if hashed:
+        updated = ctx.writer.call(lambda: [_record(i, d) for _, i, d in hashed])
+        for (at, item, _), moved in zip(hashed, updated, strict=True):
+            outcomes[at] = item if moved else None
+    return outcomes
+
+
+def _hash(ctx: Context, item: Item) -> Digest | None:
+    """The digest to record, or None: already hashed, changed, vanished or empty."""
     if item.sha256:
-        return item
+        return None
     log = logger.bind(event="hash", file_id=item.file_id)
     try:
         digest, image_hash = hash_file(ctx, item.path)
@@ -49,12 +81,11 @@ def hash_item(ctx: Context, item: Item) -> Item | None:
     if is_image(item.path) and image_hash is None:
         log.info("{} is not a decodable image: kept, without a pHash", item.path)
     item.sha256, item.phash = digest.sha256, image_hash
-    updated = ctx.writer.call(lambda: _record(item, digest.size, digest.mtime_ns))
     log.bind(status=FileStatus.HASHED).debug("hashed {}", item.path)
-    return item if updated else None
+    return digest
 
 
-def _record(item: Item, size: int, mtime_ns: int) -> int:
+def _record(item: Item, digest: Digest) -> int:
     # Only a NEW row moves on: a second announcement of the same file changes nothing.
     return move_files(
         db_conn(),
@@ -64,8 +95,8 @@ def _record(item: Item, size: int, mtime_ns: int) -> int:
         (item.file_id,),
         sha256=item.sha256,
         phash=item.phash,
-        size=size,
-        mtime_ns=mtime_ns,
+        size=digest.size,
+        mtime_ns=digest.mtime_ns,
     )
 
 

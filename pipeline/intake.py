@@ -65,7 +65,10 @@ def regular_file_stat(path: Path) -> os.stat_result | None:
 
 def inside(root: Path, path: Path) -> bool:
     """True when `path`'s real folder lies under `root` (a symlinked folder escapes)."""
-    real_root = os.path.realpath(root)
+    return _inside_real(os.path.realpath(root), path)
+
+
+def _inside_real(real_root: str, path: Path) -> bool:
     real_parent = os.path.realpath(path.parent)
     return real_parent == real_root or real_parent.startswith(real_root + os.sep)
 
@@ -116,25 +119,55 @@ def register(ctx: Context, path: Path) -> Item | None:
     file that is no photo, video or sidecar, becomes SKIPPED and stays put; a
     SKIPPED row is looked at again each time (the file grew, or the setting changed).
     """
-    path = Path(path)
+    return register_many(ctx, [path])[0]
+
+
+def register_many(ctx: Context, paths: list[Path]) -> list[Item | None]:
+    """`register` for a group of paths, in one writer round trip (one transaction).
+
+    Raises if the database write fails; nothing of the group is written then.
+    """
+    real_inbox = os.path.realpath(ctx.roots.inbox)
+    # A path announced twice in one group is taken once.
+    unique = {str(p): Path(p) for p in paths}
+    seen = [
+        _seen(ctx, real_inbox, unique.pop(str(p))) if str(p) in unique else None
+        for p in paths
+    ]
+    todo = [s for s in seen if s is not None]
+    results = iter(ctx.writer.call(lambda: [_upsert(ctx, *s) for s in todo]))
+    items: list[Item | None] = []
+    for found in seen:
+        item, change = next(results) if found is not None else (None, None)
+        if change is not None and found is not None:
+            _log_change(change, found[1], found[3])
+        items.append(item)
+    return items
+
+
+_Seen = tuple[Path, str, os.stat_result, str | None]
+
+
+def _seen(ctx: Context, real_inbox: str, path: Path) -> _Seen | None:
+    """(path, path in the inbox, lstat, why it is skipped) of a regular inbox file."""
     st = regular_file_stat(path)
-    if st is None or not inside(ctx.roots.inbox, path):
+    if st is None or not _inside_real(real_inbox, path):
         logger.bind(event="intake", status="skipped").info(
             "not a regular inbox file: {}", path
         )
         return None
     rel = path.relative_to(ctx.roots.inbox).as_posix()
-    reason = skip_reason(path, st.st_size, ctx.settings.intake.media_only)
-    item, change = ctx.writer.call(lambda: _upsert(ctx, path, rel, st, reason))
-    if change is not None:
-        status, file_id, what = change
-        # A new file is routine (the watcher logs one line per group of them); a
-        # skip or a change is worth a line of its own.
-        level = "DEBUG" if status == FileStatus.NEW and what == NEW_FILE else "INFO"
-        logger.bind(event="intake", file_id=file_id, status=status).log(
-            level, "{} {}{}", what, rel, f" skipped: {reason}" if reason else ""
-        )
-    return item
+    return path, rel, st, skip_reason(path, st.st_size, ctx.settings.intake.media_only)
+
+
+def _log_change(change: tuple[str, int, str], rel: str, reason: str | None) -> None:
+    status, file_id, what = change
+    # A new file is routine (the watcher logs one line per group of them); a
+    # skip or a change is worth a line of its own.
+    level = "DEBUG" if status == FileStatus.NEW and what == NEW_FILE else "INFO"
+    logger.bind(event="intake", file_id=file_id, status=status).log(
+        level, "{} {}{}", what, rel, f" skipped: {reason}" if reason else ""
+    )
 
 
 # Raw SQL on the per-file path: peewee's query building cost far more than SQLite.

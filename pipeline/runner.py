@@ -4,6 +4,12 @@ A stage is `fn(ctx, item) -> item | None`; None means the item is finished. Each
 has its own bounded queue and worker threads. An exception from a stage goes to
 `on_error(ctx, item, stage_name, exc)` and the pipeline goes on with the next item.
 `stop()` sends a sentinel through the stages in order, so queued work drains first.
+
+A stage may also take what is queued as one group (`many(ctx, items) -> outcomes`,
+one outcome per item: the next item, None, or the exception that item failed with),
+so that a stage writing to the database pays one writer round trip per group
+instead of one per item. If `many` itself raises, each item of the group is run
+alone through `fn`, so one bad item fails alone.
 """
 
 from __future__ import annotations
@@ -19,17 +25,24 @@ from loguru import logger
 
 C = TypeVar("C")
 StageFn = Callable[[Any, Any], Any]
+GroupFn = Callable[[Any, list[Any]], list[Any]]
 ErrorHandler = Callable[[Any, Any, str, BaseException], None]
 _SENTINEL = object()
 
 
 @dataclass(frozen=True)
 class Stage:
-    """A named stage function and how many threads run it."""
+    """A named stage function and how many threads run it.
+
+    With `many`, a worker takes up to `group` queued items at once (see the module
+    docstring); `fn` still serves single items and the fallback.
+    """
 
     name: str
     fn: StageFn
     workers: int = 1
+    many: GroupFn | None = None
+    group: int = 64
 
 
 class _Lane:
@@ -119,34 +132,84 @@ class Runner(Generic[C]):
     def _work(self, index: int) -> None:
         lane = self._lanes[index]
         while True:
-            item = lane.queue.get()
-            if item is _SENTINEL:
+            items, stop = self._take(lane)
+            if items:
+                self._handle(index, lane, items)
+            if stop:
                 self._worker_done(index)
                 return
-            me = threading.get_ident()
-            with lane.lock:
-                lane.busy += 1
-                lane.started[me] = time.monotonic()
+
+    def _take(self, lane: _Lane) -> tuple[list[Any], bool]:
+        """The next item, or for a group stage its share of what is queued.
+
+        The share (queued / workers, at most `group`) keeps every worker busy.
+        """
+        first = lane.queue.get()
+        if first is _SENTINEL:
+            return [], True
+        items = [first]
+        share = 1 + lane.queue.qsize() // lane.stage.workers
+        limit = min(lane.stage.group, share) if lane.stage.many is not None else 1
+        while len(items) < limit:
             try:
-                out = self._run(lane.stage, item)
+                item = lane.queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _SENTINEL:
+                return items, True
+            items.append(item)
+        return items, False
+
+    def _handle(self, index: int, lane: _Lane, items: list[Any]) -> None:
+        me = threading.get_ident()
+        with lane.lock:
+            lane.busy += len(items)
+            lane.started[me] = time.monotonic()
+        try:
+            for out in self._outcomes(lane.stage, items):
                 if out is not None and index + 1 < len(self._lanes):
                     self._lanes[index + 1].queue.put(out)
-            finally:
-                with lane.lock:
-                    lane.busy -= 1
-                    lane.started.pop(me, None)
+        finally:
+            with lane.lock:
+                lane.busy -= len(items)
+                lane.started.pop(me, None)
+
+    def _outcomes(self, stage: Stage, items: list[Any]) -> list[Any]:
+        if stage.many is None or len(items) == 1:
+            return [self._run(stage, item) for item in items]
+        try:
+            outcomes = stage.many(self.ctx, items)
+            if len(outcomes) != len(items):
+                raise ValueError(f"{len(outcomes)} outcomes for {len(items)} items")
+        except Exception:
+            logger.bind(event="stage_error").opt(exception=True).debug(
+                "group of {} failed in stage {}: each item alone",
+                len(items),
+                stage.name,
+            )
+            return [self._run(stage, item) for item in items]
+        results = []
+        for item, out in zip(items, outcomes, strict=True):
+            if isinstance(out, BaseException):
+                self._failed(stage, item, out)
+                out = None
+            results.append(out)
+        return results
 
     def _run(self, stage: Stage, item: Any) -> Any:
         try:
             return stage.fn(self.ctx, item)
         except Exception as exc:
-            try:
-                self.on_error(self.ctx, item, stage.name, exc)
-            except Exception:
-                logger.bind(event="stage_error").exception(
-                    "error handler failed in stage {}", stage.name
-                )
+            self._failed(stage, item, exc)
             return None
+
+    def _failed(self, stage: Stage, item: Any, exc: BaseException) -> None:
+        try:
+            self.on_error(self.ctx, item, stage.name, exc)
+        except Exception:
+            logger.bind(event="stage_error").exception(
+                "error handler failed in stage {}", stage.name
+            )
 
     def _worker_done(self, index: int) -> None:
         """The last worker of a stage to see the sentinel passes it on to the next."""

@@ -7,10 +7,10 @@ from typing import Any
 from loguru import logger
 
 from pipeline.context import Context
-from pipeline.dedup import dedup_item
+from pipeline.dedup import dedup_item, dedup_many
 from pipeline.failures import errno_of, record_failure
-from pipeline.hash_stage import hash_item
-from pipeline.intake import Item, register
+from pipeline.hash_stage import hash_item, hash_many
+from pipeline.intake import Item, register, register_many
 from pipeline.models import FileStatus
 from pipeline.runner import Stage
 
@@ -18,15 +18,18 @@ from pipeline.runner import Stage
 def intake_stages(ctx: Context) -> list[Stage]:
     """register → hash (bounded by max_parallel_fs_ops) → dedup.
 
-    register and dedup wait for a database commit per file; with several threads their
-    writes share one transaction (one fsync) instead of queueing one commit at a time.
-    Both decide on the single writer thread, so more threads never race.
+    Each stage takes what is queued as a group and writes it in one writer round
+    trip: per file that costs a few statements, not a commit and two thread
+    hand-offs. register and dedup decide on the single writer thread, so they never
+    race; one thread each is enough for them.
     """
     workers = ctx.settings.system.max_parallel_fs_ops
     return [
-        Stage("register", register, workers=workers),
-        Stage("hash", hash_item, workers=workers),
-        Stage("dedup", dedup_item, workers=workers),
+        Stage("register", register, many=register_many),
+        # Small groups: a hashed file waits for the rest of its group before it is
+        # recorded, and work not recorded is redone after a crash.
+        Stage("hash", hash_item, workers=workers, many=hash_many, group=8),
+        Stage("dedup", dedup_item, many=dedup_many),
     ]
 
 

@@ -51,3 +51,17 @@ def make_ctx(tmp_path: Path) -> Iterator[Callable[..., Context]]:
 def ctx(make_ctx: Callable[..., Context]) -> Context:
     """A Context with the test defaults (no Syncthing, nothing automatic)."""
     return make_ctx()
+
+
+@pytest.fixture
+def writer_calls(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """[n]: the round trips made through ctx.writer.call; set it to [0] to restart."""
+    calls = [0]
+    real = ctx.writer.call
+
+    def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(ctx.writer, "call", counted)
+    return calls

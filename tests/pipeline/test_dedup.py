@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import threading
 from pathlib import Path
 
+import pytest
+
 from pipeline.context import Context
-from pipeline.dedup import Decision, decide, dedup_item
+from pipeline.dedup import Decision, decide, dedup_item, dedup_many
 from pipeline.intake import Item
 from pipeline.models import File, FileStatus
 
@@ -146,3 +149,35 @@ def test_sidecar_rule_is_by_extension(tmp_path: Path, ctx: Context) -> None:
     assert on_writer(ctx, copy) == Decision(
         FileStatus.DUPLICATE, duplicate_of=first.file_id
     )
+
+
+def test_a_group_is_decided_in_order_and_a_failed_move_fails_alone(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch, writer_calls: list[int]
+) -> None:
+    plain = [hashed(ctx, f"p{n}.jpg", bytes([n])) for n in range(5)]
+    writer_calls[0] = 0
+    assert dedup_many(ctx, plain) == plain
+    assert writer_calls == [1]  # five decisions, one round trip
+
+    first = hashed(ctx, "a.jpg", b"same")
+    copy = hashed(ctx, "b.jpg", b"same")
+    other = hashed(ctx, "c.jpg", b"other")
+    assert dedup_many(ctx, [first, copy, other, copy]) == [first, copy, other, None]
+    assert [status(i.file_id) for i in (first, copy, other)] == [
+        FileStatus.UNIQUE,
+        FileStatus.DUPLICATE,
+        FileStatus.UNIQUE,
+    ]
+    assert (ctx.roots.duplicates_dir / "b.jpg").read_bytes() == b"same"
+
+    again = hashed(ctx, "d.jpg", b"same")
+    late = hashed(ctx, "e.jpg", b"late")
+
+    def refuse(request: object) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(ctx.mover, "move", refuse)
+    outcomes = dedup_many(ctx, [again, late])
+    assert isinstance(outcomes[0], OSError) and outcomes[1] is late
+    assert status(late.file_id) == FileStatus.UNIQUE
+    assert again.path.exists() and status(again.file_id) == FileStatus.HASHED

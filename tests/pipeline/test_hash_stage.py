@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import hashing
+from pipeline import hash_stage, hashing
 from pipeline.context import Context
-from pipeline.hash_stage import hash_item
+from pipeline.hash_stage import hash_item, hash_many
 from pipeline.intake import EMPTY, Item, register
 from pipeline.models import File, FileStatus, utcnow
 from pipeline.stages import record_error
@@ -153,3 +153,36 @@ def test_an_item_that_is_no_file_is_only_logged(ctx: Context) -> None:
     record_error(ctx, path, "register", PermissionError(errno.EACCES, "denied"))
     assert File.select().count() == 0
     assert os.path.exists(path)
+
+
+def test_a_group_is_recorded_in_one_write_and_an_unreadable_file_fails_alone(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch, writer_calls: list[int]
+) -> None:
+    items = [
+        registered(ctx, make_jpeg(ctx.roots.inbox / f"{n}.jpg", seed=n))
+        for n in range(3)
+    ]
+    real = hash_stage.sha256_file
+
+    def eio_for_the_second(path: Path) -> hashing.Digest:
+        if path == items[1].path:
+            raise OSError(errno.EIO, "I/O error")
+        return real(path)
+
+    monkeypatch.setattr(hash_stage, "sha256_file", eio_for_the_second)
+    writer_calls[0] = 0
+    twice = Item(items[0].file_id, items[0].path)  # a second announcement
+    outcomes = hash_many(ctx, [*items, twice])
+    assert outcomes[0] is items[0] and outcomes[2] is items[2]
+    assert isinstance(outcomes[1], OSError)
+    assert outcomes[3] is None  # announced twice: goes on once
+    assert writer_calls == [1]
+    rows = [File.get_by_id(i.file_id) for i in items]
+    assert [r.status for r in rows] == [
+        FileStatus.HASHED,
+        FileStatus.NEW,
+        FileStatus.HASHED,
+    ]
+    assert rows[0].sha256 == hashlib.sha256(items[0].path.read_bytes()).hexdigest()
+    with pytest.raises(OSError):
+        hash_item(ctx, items[1])  # alone, the failure is raised to the caller

@@ -15,7 +15,7 @@ from pipeline import batch as batches
 from pipeline import hash_stage
 from pipeline.context import Context
 from pipeline.hashing import phash
-from pipeline.intake import EMPTY, NOT_MEDIA, register, skip_reason
+from pipeline.intake import EMPTY, NOT_MEDIA, register, register_many, skip_reason
 from pipeline.media import is_media_or_sidecar
 from pipeline.models import File, FileStatus
 from pipeline.sort import sort_batch
@@ -211,3 +211,20 @@ def test_a_new_file_is_logged_at_debug_a_skip_at_info(media_ctx: Context) -> Non
         if name in message
     }
     assert by_file == {"a.jpg": "DEBUG", "notes.txt": "INFO"}
+
+
+def test_a_group_is_registered_in_one_write(
+    ctx: Context, writer_calls: list[int]
+) -> None:
+    a = make_plain(ctx.roots.inbox / "a.jpg")
+    b = make_plain(ctx.roots.inbox / "sub" / "b.jpg")
+    outside = make_plain(ctx.roots.inbox.parent / "outside.jpg")
+    link = ctx.roots.inbox / "link.jpg"
+    link.symlink_to(outside)
+    writer_calls[0] = 0
+    items = register_many(ctx, [a, link, b, a, ctx.roots.inbox / "gone.jpg"])
+    assert writer_calls == [1]
+    assert [i.path if i else None for i in items] == [a, None, b, None, None]
+    rows = {r.current_path: r.status for r in File.select()}
+    assert rows == {str(a): FileStatus.NEW, str(b): FileStatus.NEW}
+    assert register_many(ctx, [a, b]) == items[:1] + items[2:3]  # resumed, same rows

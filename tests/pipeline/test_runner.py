@@ -136,3 +136,83 @@ def test_stalled_reports_a_stage_stuck_on_one_item() -> None:
     release.set()
     wait_until(lambda: runner.stalled(0.05) == [], timeout=5)
     runner.stop()
+
+
+def _gated_group_runner(
+    many: Any, fn: Any, errors: list[tuple[Any, str]], out: list[Any]
+) -> tuple[Runner[None], threading.Event]:
+    """A first stage held at a gate, so that the group stage finds a full queue."""
+    gate = threading.Event()
+    stages = [
+        Stage("gate", lambda c, x: gate.wait(10) and x),
+        Stage("group", fn, many=many, group=64),
+        Stage("sink", lambda c, x: out.append(x)),
+    ]
+    runner: Runner[None] = Runner(
+        None, stages, lambda c, item, stage, exc: errors.append((item, str(exc)))
+    )
+    runner.start()
+    return runner, gate
+
+
+def test_a_group_stage_takes_what_is_queued_at_once() -> None:
+    groups: list[list[int]] = []
+    errors: list[tuple[Any, str]] = []
+    out: list[int] = []
+    hold = threading.Event()
+
+    def many(ctx: Any, items: list[int]) -> list[Any]:
+        groups.append(list(items))
+        hold.wait(10)  # the first call waits here while the rest queue up
+        return [ValueError("odd") if x % 2 else x * 10 for x in items]
+
+    def one(ctx: Any, x: int) -> int:
+        return many(ctx, [x])[0]
+
+    runner, gate = _gated_group_runner(many, one, errors, out)
+    gate.set()
+    for n in range(20):
+        runner.submit(n)
+    # The first call is held inside the stage; every other item waits in its queue.
+    wait_until(lambda: groups and runner._lanes[1].queue.qsize() + len(groups[0]) == 20)
+    hold.set()
+    assert runner.stop(timeout=10)
+    assert sorted(x for g in groups for x in g) == list(range(20))
+    # What was queued while the first call ran came as one call: two calls at most.
+    assert len(groups) <= 2 and max(len(g) for g in groups) >= 10
+    assert sorted(out) == [n * 10 for n in range(0, 20, 2)]
+    assert sorted(e[0] for e in errors) == list(range(1, 20, 2))
+
+
+def test_a_failing_group_is_run_again_one_item_at_a_time() -> None:
+    errors: list[tuple[Any, str]] = []
+    out: list[int] = []
+
+    def many(ctx: Any, items: list[int]) -> list[int]:
+        raise RuntimeError("the group's write failed")
+
+    def one(ctx: Any, x: int) -> int:
+        if x == 3:
+            raise ValueError("three is bad")
+        return x
+
+    runner, gate = _gated_group_runner(many, one, errors, out)
+    for n in range(8):
+        runner.submit(n)
+    gate.set()
+    assert runner.stop(timeout=10)
+    assert sorted(out) == [0, 1, 2, 4, 5, 6, 7]
+    assert errors == [(3, "three is bad")]
+
+
+def test_a_group_answer_of_the_wrong_length_is_not_trusted() -> None:
+    errors: list[tuple[Any, str]] = []
+    out: list[int] = []
+    runner, gate = _gated_group_runner(
+        lambda c, items: items[:1], lambda c, x: x, errors, out
+    )
+    for n in range(6):
+        runner.submit(n)
+    gate.set()
+    assert runner.stop(timeout=10)
+    assert sorted(out) == list(range(6)) and errors == []
