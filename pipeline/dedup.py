@@ -169,8 +169,13 @@ def _nearest(ctx: Context, item: Item) -> tuple[int | None, int | None]:
     if limit <= 0 or matchable is None:
         return None, None
     index, phash = matchable
+    candidates = index.within(phash, limit, 2)
+    if all(other == item.file_id for other, _ in candidates):
+        return None, None  # the common case: no query for pairs the owner kept
     kept = kept_partners(database_proxy.connection(), item.file_id)
-    for other, distance in index.within(phash, limit, len(kept) + 2):
+    if kept:
+        candidates = index.within(phash, limit, len(kept) + 2)
+    for other, distance in candidates:
         if other != item.file_id and other not in kept:
             return other, distance
     return None, None

@@ -181,3 +181,33 @@ def test_a_group_is_decided_in_order_and_a_failed_move_fails_alone(
     assert isinstance(outcomes[0], OSError) and outcomes[1] is late
     assert status(late.file_id) == FileStatus.UNIQUE
     assert again.path.exists() and status(again.file_id) == FileStatus.HASHED
+
+
+def test_images_the_owner_kept_alongside_are_passed_over_for_the_next_nearest(
+    ctx: Context,
+) -> None:
+    base = 0x0FFF0000FFFF0000
+    kept = [
+        hashed(ctx, f"k{n}.jpg", bytes([n]), phash=base ^ bits)
+        for n, bits in enumerate((0b1, 0b11))
+    ]
+    other = hashed(ctx, "o.jpg", b"o", phash=base ^ 0b111)
+    for item in (*kept, other):
+        ctx.near_index.add(item.file_id, item.phash)
+        ctx.writer.call(
+            lambda i=item: File.update(status=FileStatus.UNIQUE)
+            .where(File.id == i.file_id)
+            .execute()
+        )
+    again = hashed(ctx, "x.jpg", b"x", phash=base)
+    for partner in kept:  # the owner said "keep both" for each of the two closest
+        low, high = sorted((again.file_id, partner.file_id))
+        ctx.writer.call(
+            lambda lo=low, hi=high: File._meta.database.execute_sql(
+                "INSERT INTO near_keeps (low, high, at) VALUES (?, ?, '2026-01-01')",
+                (lo, hi),
+            )
+        )
+    assert on_writer(ctx, again) == Decision(
+        FileStatus.UNIQUE, near_duplicate_of=other.file_id, distance=3
+    )
