@@ -135,7 +135,8 @@ def register_many(ctx: Context, paths: list[Path]) -> list[Item | None]:
         for p in paths
     ]
     todo = [s for s in seen if s is not None]
-    results = iter(ctx.writer.call(lambda: [_upsert(ctx, *s) for s in todo]))
+    upserts = ctx.writer.call(lambda: [_upsert(ctx, *s) for s in todo]) if todo else []
+    results = iter(upserts)
     items: list[Item | None] = []
     for found in seen:
         item, change = next(results) if found is not None else (None, None)
