@@ -244,7 +244,8 @@ class InProcessDaemon:
                     f"stage {name} ({workers} thr)",
                     f"{meter.seconds:.2f} s",
                     f"wall inside the stage, summed over threads: "
-                    f"{meter.seconds / max(1, meter.calls) * 1e3:.2f} ms/file",
+                    f"{meter.seconds / n * 1e3:.2f} ms/file in "
+                    f"{meter.calls} calls",
                 )
             )
         for name, seconds in cpu.items():
