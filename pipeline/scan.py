@@ -18,7 +18,7 @@ from typing import Any
 from pipeline.context import Context
 from pipeline.intake import walk_inbox
 from pipeline.jobs import JobHandle
-from pipeline.models import File, FileStatus, database_proxy
+from pipeline.models import FileStatus, database_proxy
 from pipeline.stages import intake_stages, run_inline
 
 SETTLED = (FileStatus.UNIQUE, FileStatus.ERROR)
@@ -93,8 +93,8 @@ def scan_inbox(
     stages = intake_stages(ctx)
 
     def one(path: str) -> None:
-        run_inline(ctx, stages, path)
-        status = outcome.record(path)
+        item = run_inline(ctx, stages, path)
+        status = outcome.record(path, item.file_id if item is not None else None)
         handle.advance(1, int(status == FileStatus.ERROR))
 
     with ThreadPoolExecutor(ctx.settings.system.max_parallel_fs_ops) as pool:
@@ -121,6 +121,12 @@ def scan_inbox(
     }
 
 
+STATUS_BY_ID = "SELECT status FROM files WHERE id = ?"
+STATUS_AT_PATH = (
+    "SELECT status FROM files WHERE current_path = ? ORDER BY id DESC LIMIT 1"
+)
+
+
 class _Outcome:
     """What became of each processed file (thread-safe)."""
 
@@ -136,14 +142,18 @@ class _Outcome:
         self.counts = dict.fromkeys(self.KEYS.values(), 0)
         self._lock = threading.Lock()
 
-    def record(self, path: str) -> str | None:
-        row = (
-            File.select(File.status)
-            .where(File.original_path == path)
-            .order_by(File.id.desc())
-            .first()
-        )
-        status = row.status if row is not None else None
+    def record(self, path: str, file_id: int | None) -> str | None:
+        """Count the file's status now: by its id, else by where it was (it stayed).
+
+        Both lookups use an index: a scan over a big library costs the inbox, not
+        the library, per file.
+        """
+        con = database_proxy.connection()
+        if file_id is not None:
+            row = con.execute(STATUS_BY_ID, (file_id,)).fetchone()
+        else:
+            row = con.execute(STATUS_AT_PATH, (path,)).fetchone()
+        status = row[0] if row is not None else None
         with self._lock:
             self.processed += 1
             if status in self.KEYS:

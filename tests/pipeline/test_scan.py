@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.context import Context
-from pipeline.models import File, FileStatus
-from pipeline.scan import scan_inbox, settled_paths
+from pipeline.models import File, FileStatus, database_proxy
+from pipeline.scan import STATUS_AT_PATH, STATUS_BY_ID, scan_inbox, settled_paths
 from tests.pipeline.mediafixtures import make_jpeg
 
 
@@ -157,3 +157,11 @@ def test_a_path_with_sql_characters_is_only_data(ctx: Context) -> None:
     odd.write_bytes(b"odd")
     row(ctx, odd, FileStatus.UNIQUE)
     assert settled_paths([str(odd), "' OR 1=1 --"]) == {str(odd)}
+
+
+def test_the_per_file_status_lookups_use_an_index(ctx: Context) -> None:
+    """A scan of a few inbox files must not read a million-row library per file."""
+    con = database_proxy.connection()
+    for sql, arg in ((STATUS_BY_ID, 1), (STATUS_AT_PATH, "/inbox/a.jpg")):
+        plan = " ".join(r[-1] for r in con.execute(f"EXPLAIN QUERY PLAN {sql}", (arg,)))
+        assert "SEARCH files USING" in plan and "SCAN files" not in plan, plan
