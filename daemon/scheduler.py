@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -112,7 +112,9 @@ class Scheduler:
         s = self.ctx.settings
         if not s.batch.auto_create:
             return  # switched off since this run was planned
-        if not batch.auto_create(self.ctx):
+        made = batch.auto_create(self.ctx)
+        self._wake_batch_when_due()
+        if not made:
             return
         if s.syncthing.enabled:
             if s.syncthing.auto_start:
@@ -187,6 +189,21 @@ class Scheduler:
                     "rate_mb_per_s": lib.verify_rate_mb_per_s,
                 },
             )
+
+    def _wake_batch_when_due(self) -> None:
+        """Run the batch timer again when the next batch is due, if before its round.
+
+        The timer looks every max_age/10 seconds (at least 1 s): without this a
+        batch would come up to that much later than batch.max_age_seconds says.
+        """
+        due = batch.due_in(self.ctx)
+        interval = self._intervals.get("batch")
+        job = self._scheduler.get_job("batch")
+        # Not when due now: a batch that could not be made now waits for the round.
+        if due is None or interval is None or job is None or not 0 < due < interval:
+            return
+        # A few ms late rather than early: early, the oldest file is not yet old.
+        job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=due + 0.01))
 
     def now(self, name: str) -> None:
         """Run a periodic job as soon as possible (it never runs twice at once)."""

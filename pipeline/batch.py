@@ -14,6 +14,7 @@ from typing import Any
 
 from loguru import logger
 
+from pipeline import status
 from pipeline.context import Context
 from pipeline.failures import record_failure
 from pipeline.fsops import (
@@ -29,7 +30,7 @@ from pipeline.store import db_conn, set_batch_status
 BUILDING = BatchStatus.BUILDING  # kept: older imports name it here
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
-GB = 1024**3
+GB = status.GB  # one definition of the unit
 
 
 @dataclass(frozen=True)
@@ -42,16 +43,23 @@ class Waiting:
 
 
 def waiting(ctx: Context) -> Waiting:
-    rows = File.select(File.size, File.updated_at).where(
-        File.status == FileStatus.UNIQUE, File.batch.is_null()
-    )
-    count, size, oldest = 0, 0, None
-    for row in rows.iterator():
-        count += 1
-        size += row.size or 0
-        oldest = row.updated_at if oldest is None or row.updated_at < oldest else oldest
+    count, size, oldest = status.waiting_totals()
     age = (ctx.clock() - oldest).total_seconds() if oldest else 0.0
     return Waiting(count, size, age)
+
+
+def due_in(ctx: Context) -> float | None:
+    """Seconds until the oldest waiting file reaches batch.max_age_seconds.
+
+    0 when a batch is due now (old or full enough), None when nothing waits. The
+    timer uses it to wake up on time instead of at its next round.
+    """
+    wait = waiting(ctx)
+    if not wait.count:
+        return None
+    if wait.size >= ctx.settings.batch.max_size_gb * GB:
+        return 0.0
+    return max(0.0, ctx.settings.batch.max_age_seconds - wait.oldest_age)
 
 
 def pick_files(limit_bytes: int) -> list[File]:

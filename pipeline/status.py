@@ -101,6 +101,15 @@ def storage_bytes(snap: stats.Snapshot | None = None) -> dict[str, int]:
     }
 
 
+def waiting_totals() -> tuple[int, int, datetime | None]:
+    """(files, bytes, when the oldest was accepted) of what waits for a batch."""
+    count, size, oldest = database_proxy.execute_sql(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(updated_at) FROM files"
+        f" WHERE batch IS NULL AND status = '{FileStatus.UNIQUE}'"
+    ).fetchone()
+    return int(count), int(size), _parse(oldest) if oldest is not None else None
+
+
 def waiting(now: datetime, batch: BatchSettings | None = None) -> dict[str, Any]:
     """Files accepted and waiting for a batch, and when the next batch is due.
 
@@ -109,13 +118,10 @@ def waiting(now: datetime, batch: BatchSettings | None = None) -> dict[str, Any]
     batch comes when the oldest waiting file is `max_age_seconds` old, or sooner
     once `max_bytes` wait (then `next_batch_at` is now).
     """
-    count, size, oldest = database_proxy.execute_sql(
-        "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(updated_at) FROM files"
-        f" WHERE batch IS NULL AND status = '{FileStatus.UNIQUE}'"
-    ).fetchone()
+    count, size, oldest = waiting_totals()
     out: dict[str, Any] = {
-        "files": int(count),
-        "bytes": int(size),
+        "files": count,
+        "bytes": size,
         "next_batch_at": None,
         "max_bytes": None,
     }
@@ -124,7 +130,7 @@ def waiting(now: datetime, batch: BatchSettings | None = None) -> dict[str, Any]
     out["max_bytes"] = int(batch.max_size_gb * GB)
     if not count or not batch.auto_create or oldest is None:
         return out
-    due = _parse(oldest) + timedelta(seconds=batch.max_age_seconds)
+    due = oldest + timedelta(seconds=batch.max_age_seconds)
     if size >= out["max_bytes"]:
         due = min(due, now)
     out["next_batch_at"] = iso(due)

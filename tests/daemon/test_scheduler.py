@@ -9,7 +9,15 @@ import pytest
 
 from pipeline import sort
 from pipeline.batch import create_batch
-from pipeline.models import Batch, BatchStatus, File, FileStatus, Job, JobStatus
+from pipeline.models import (
+    Batch,
+    BatchStatus,
+    File,
+    FileStatus,
+    Job,
+    JobStatus,
+    utcnow,
+)
 from tests.conftest import add_file, wait_until
 
 
@@ -125,3 +133,27 @@ def test_the_retry_tick_runs_due_retries_and_nothing_else(service: Any) -> None:
     assert job.done == 1 and Job.select().where(Job.kind == "retry").count() == 1
     assert File.get_by_id(row.id).status == FileStatus.SORTED
     assert Batch.get_by_id(made.id).status == BatchStatus.SORTED
+
+
+def test_the_batch_timer_wakes_when_the_oldest_file_is_due_not_at_its_round(
+    service: Any,
+) -> None:
+    # max_age 30 s: the timer's round is 3 s; the file is due in 1.5 s.
+    svc = service(batch={"auto_create": True, "max_age_seconds": 30})
+    job = svc.scheduler._scheduler.get_job("batch")
+    later = datetime.now(UTC) + timedelta(hours=1)
+    job.modify(next_run_time=later)
+    accepted(svc, "young.jpg")  # due in 30 s: the round comes first, nothing changes
+    svc.scheduler.batch_tick()
+    assert job.next_run_time == later
+    svc.ctx.writer.call(
+        lambda: File.update(updated_at=utcnow() - timedelta(seconds=28.5)).execute()
+    )
+
+    before = datetime.now(UTC)
+    svc.scheduler.batch_tick()
+
+    assert Batch.select().count() == 0  # not old enough yet
+    wake = svc.scheduler._scheduler.get_job("batch").next_run_time
+    assert before + timedelta(seconds=1) < wake < before + timedelta(seconds=2)
+    wait_until(lambda: Batch.select().count() == 1, timeout=30)

@@ -182,3 +182,15 @@ def test_a_file_named_like_the_manifest_is_not_overwritten(service: Any) -> None
         ["sha256sum", "-c", "SHA256SUMS"], cwd=folder, capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_due_in_says_when_the_next_batch_is_due(service: Any) -> None:
+    svc = service(batch={"max_size_gb": 10, "max_age_seconds": 3600})
+    assert batches.due_in(svc.ctx) is None  # nothing waits
+    accept(svc, "a.bin", 100)
+    assert 3590 < (batches.due_in(svc.ctx) or 0) <= 3600
+    svc.ctx.settings.batch.max_age_seconds = 0
+    assert batches.due_in(svc.ctx) == 0.0  # old enough now
+    svc.ctx.settings.batch.max_age_seconds = 3600
+    svc.ctx.settings.batch.max_size_gb = 50 / 1024**3
+    assert batches.due_in(svc.ctx) == 0.0  # full
