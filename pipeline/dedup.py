@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from loguru import logger
 
 from pipeline.context import Context
-from pipeline.fsops import MoveRequest
+from pipeline.fsops import MoveError, MoveRequest
 from pipeline.intake import Item
 from pipeline.media import is_sidecar
 from pipeline.models import (
@@ -38,27 +39,37 @@ class Decision:
 
 def dedup_item(ctx: Context, item: Item) -> Item | None:
     """Decide UNIQUE or DUPLICATE; a duplicate is moved out of the inbox through fsops."""
-    if ctx.near_index is not None:
-        # Loading at start: wait here, not on the writer thread inside `decide`.
-        ctx.near_index.wait_ready()
-    return _act(ctx, item, ctx.writer.call(lambda: decide(ctx, item)))
+    outcome = dedup_many(ctx, [item])[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def dedup_many(ctx: Context, items: list[Item]) -> list[Item | None | Exception]:
     """`dedup_item` for a group: one writer round trip decides them all, in order.
 
     Identical files in one group are decided one after the other like any others
-    (the first is UNIQUE). A failed duplicate move is that item's outcome.
+    (the first is UNIQUE). The group's duplicates are set aside in one journaled
+    move; a duplicate that could not be moved has its error as its outcome.
     """
     if ctx.near_index is not None:
+        # Loading at start: wait here, not on the writer thread inside `decide`.
         ctx.near_index.wait_ready()
     decisions = ctx.writer.call(lambda: _decide_each(ctx, items))
+    pairs = list(zip(items, decisions, strict=True))
+    moved = _set_aside(
+        ctx, [(i, d) for i, d in pairs if d and d.status == FileStatus.DUPLICATE]
+    )
     outcomes: list[Item | None | Exception] = []
-    for item, decision in zip(items, decisions, strict=True):
-        try:
-            outcomes.append(_act(ctx, item, decision))
-        except Exception as exc:  # noqa: BLE001 - recorded for this item alone
-            outcomes.append(exc)
+    for item, decision in pairs:
+        where = moved.get(id(item))
+        if isinstance(where, Exception):
+            outcomes.append(where)
+        elif decision is None:
+            outcomes.append(None)
+        else:
+            _log(item, decision, where)
+            outcomes.append(item)
     return outcomes
 
 
@@ -72,29 +83,42 @@ def _decide_each(ctx: Context, items: list[Item]) -> list[Decision | None]:
     return decisions
 
 
-def _act(ctx: Context, item: Item, decision: Decision | None) -> Item | None:
-    """Carry out a decision: move a duplicate aside, log a near-duplicate."""
-    if decision is None:
-        return None
+def _set_aside(
+    ctx: Context, duplicates: list[tuple[Item, Decision]]
+) -> dict[int, Path | Exception]:
+    """Move duplicates to duplicates_dir together: {id(item): where, or the error}."""
+    if not duplicates:
+        return {}
+    requests = [
+        MoveRequest(
+            src=item.path,
+            dst=ctx.roots.duplicates_dir / decision.rel_path,
+            file_id=item.file_id,
+            new_status=FileStatus.DUPLICATE,
+            sha256=item.sha256,
+        )
+        for item, decision in duplicates
+    ]
+    try:
+        results = ctx.mover.move_many(requests)
+    except Exception as exc:  # noqa: BLE001 - each duplicate's outcome
+        return {id(item): exc for item, _ in duplicates}
+    return {
+        id(item): result.failure() or result.dst or MoveError("move failed")
+        for (item, _), result in zip(duplicates, results, strict=True)
+    }
+
+
+def _log(item: Item, decision: Decision, where: Path | None) -> None:
     log = logger.bind(event="dedup", file_id=item.file_id, status=decision.status)
     if decision.status == FileStatus.DUPLICATE:
-        dst = ctx.mover.move(
-            MoveRequest(
-                src=item.path,
-                dst=ctx.roots.duplicates_dir / decision.rel_path,
-                file_id=item.file_id,
-                new_status=FileStatus.DUPLICATE,
-                sha256=item.sha256,
-            )
-        )
-        log.info("duplicate of file {}: moved to {}", decision.duplicate_of, dst)
+        log.info("duplicate of file {}: moved to {}", decision.duplicate_of, where)
     elif decision.near_duplicate_of is not None:
         log.info(
             "near-duplicate of file {} (distance {})",
             decision.near_duplicate_of,
             decision.distance,
         )
-    return item
 
 
 def decide(ctx: Context, item: Item) -> Decision | None:

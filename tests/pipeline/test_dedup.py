@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.context import Context
 from pipeline.dedup import Decision, decide, dedup_item, dedup_many
+from pipeline.fsops import MoveError
 from pipeline.intake import Item
 from pipeline.models import File, FileStatus
 
@@ -173,10 +174,10 @@ def test_a_group_is_decided_in_order_and_a_failed_move_fails_alone(
     again = hashed(ctx, "d.jpg", b"same")
     late = hashed(ctx, "e.jpg", b"late")
 
-    def refuse(request: object) -> None:
+    def refuse(requests: object) -> None:
         raise OSError(errno.EIO, "I/O error")
 
-    monkeypatch.setattr(ctx.mover, "move", refuse)
+    monkeypatch.setattr(ctx.mover, "move_many", refuse)
     outcomes = dedup_many(ctx, [again, late])
     assert isinstance(outcomes[0], OSError) and outcomes[1] is late
     assert status(late.file_id) == FileStatus.UNIQUE
@@ -211,3 +212,27 @@ def test_images_the_owner_kept_alongside_are_passed_over_for_the_next_nearest(
     assert on_writer(ctx, again) == Decision(
         FileStatus.UNIQUE, near_duplicate_of=other.file_id, distance=3
     )
+
+
+def test_a_groups_duplicates_are_set_aside_in_one_journaled_move(
+    ctx: Context, writer_calls: list[int]
+) -> None:
+    first = hashed(ctx, "a.jpg", b"same")
+    on_writer(ctx, first)
+    copies = [hashed(ctx, f"copy{n}.jpg", b"same") for n in range(3)]
+    copies[1].path.unlink()  # gone before it could be set aside
+    writer_calls[0] = 0
+    outcomes = dedup_many(ctx, copies)
+    # One round trip decides, one journals the moves, one records them done.
+    assert writer_calls == [3]
+    assert outcomes[0] is copies[0] and outcomes[2] is copies[2]
+    assert isinstance(outcomes[1], MoveError)
+    assert [status(c.file_id) for c in copies] == [
+        FileStatus.DUPLICATE,
+        FileStatus.HASHED,
+        FileStatus.DUPLICATE,
+    ]
+    assert sorted(p.name for p in ctx.roots.duplicates_dir.iterdir()) == [
+        "copy0.jpg",
+        "copy2.jpg",
+    ]
