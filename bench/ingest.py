@@ -619,6 +619,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=("normal", "off"),
         help="EXPERIMENT (in-process): SQLite synchronous for the writer connection",
     )
+    p.add_argument(
+        "--x-hash-processes",
+        type=int,
+        help="EXPERIMENT (in-process): SHA-256 + pHash in this many worker processes",
+    )
     p.add_argument("--workdir", type=Path, help="keep everything here (else a temp)")
     args = p.parse_args(argv)
     return apply_profile(p, args, argv)
@@ -646,7 +651,33 @@ def experiments(args: argparse.Namespace) -> str:
         parts.append(f"register/dedup threads={args.x_stage_workers}")
     if args.x_synchronous:
         parts.append(f"SQLite synchronous={args.x_synchronous}")
+    if args.x_hash_processes:
+        parts.append(f"hash processes={args.x_hash_processes}")
     return f"; EXPERIMENT: {', '.join(parts)}" if parts else ""
+
+
+def hash_processes(args: argparse.Namespace) -> Any:
+    """EXPERIMENT: the hash stage's work in worker processes (None without it)."""
+    if not args.x_hash_processes:
+        return None
+    if args.daemon != "inprocess":
+        raise SystemExit("--x-hash-processes needs --daemon inprocess")
+    from bench.hash_processes import HashProcesses
+
+    processes = HashProcesses(args.x_hash_processes)
+    processes.install()
+    processes.cpu_before = processes.cpu_seconds()
+    return processes
+
+
+def report_processes(processes: Any, ingest: Any) -> None:
+    cpu = processes.cpu_seconds() - processes.cpu_before
+    peaks = ", ".join(f"{p:.0f}" for p in processes.peak_rss_mib())
+    print(
+        f"EXPERIMENT hash processes: {len(processes.pids)} workers, {cpu:.2f} s CPU"
+        f" during ingest (not in the CPU figures below), peak RSS {peaks} MiB each"
+    )
+    processes.close()
 
 
 def make_daemon(args: argparse.Namespace, root: Path) -> tuple[Any, Path]:
@@ -705,6 +736,7 @@ def run(args: argparse.Namespace, root: Path) -> bool:
     settings = load(config, environ={}).settings
     inbox, db = settings.paths.inbox, settings.database.path
     timeout = args.timeout or max(300.0, args.n * 0.1)
+    processes = hash_processes(args)
     try:
         ingest = timed_ingest(
             daemon,
@@ -718,6 +750,8 @@ def run(args: argparse.Namespace, root: Path) -> bool:
         )
     finally:
         daemon.stop()
+        if processes is not None:
+            report_processes(processes, ingest)
     if profiler is not None:
         print_profile(profiler.stop(), args.cprofile)
     check = check_outcome(
