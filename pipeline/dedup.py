@@ -13,7 +13,7 @@ from pathlib import Path
 from loguru import logger
 
 from pipeline.context import Context
-from pipeline.fsops import MoveError, MoveRequest
+from pipeline.fsops import MoveRequest
 from pipeline.intake import Item
 from pipeline.media import is_sidecar
 from pipeline.models import (
@@ -24,6 +24,7 @@ from pipeline.models import (
     utcnow,
 )
 from pipeline.nearindex import NearIndex, informative
+from pipeline.runner import heartbeat
 from pipeline.store import move_files
 
 
@@ -49,8 +50,8 @@ def dedup_many(ctx: Context, items: list[Item]) -> list[Item | None | Exception]
     """`dedup_item` for a group: one writer round trip decides them all, in order.
 
     Identical files in one group are decided one after the other like any others
-    (the first is UNIQUE). The group's duplicates are set aside in one journaled
-    move; a duplicate that could not be moved has its error as its outcome.
+    (the first is UNIQUE). A duplicate that could not be set aside has its error as
+    its outcome.
     """
     if ctx.near_index is not None:
         # Loading at start: wait here, not on the writer thread inside `decide`.
@@ -86,27 +87,26 @@ def _decide_each(ctx: Context, items: list[Item]) -> list[Decision | None]:
 def _set_aside(
     ctx: Context, duplicates: list[tuple[Item, Decision]]
 ) -> dict[int, Path | Exception]:
-    """Move duplicates to duplicates_dir together: {id(item): where, or the error}."""
-    if not duplicates:
-        return {}
-    requests = [
-        MoveRequest(
+    """Move each duplicate to duplicates_dir: {id(item): where, or the error}.
+
+    One journaled move each, not one for all: a duplicate may be a large video
+    copied to another disk, and the stall clock (see `heartbeat`) times one file.
+    """
+    moved: dict[int, Path | Exception] = {}
+    for item, decision in duplicates:
+        heartbeat()
+        request = MoveRequest(
             src=item.path,
             dst=ctx.roots.duplicates_dir / decision.rel_path,
             file_id=item.file_id,
             new_status=FileStatus.DUPLICATE,
             sha256=item.sha256,
         )
-        for item, decision in duplicates
-    ]
-    try:
-        results = ctx.mover.move_many(requests)
-    except Exception as exc:  # noqa: BLE001 - each duplicate's outcome
-        return {id(item): exc for item, _ in duplicates}
-    return {
-        id(item): result.failure() or result.dst or MoveError("move failed")
-        for (item, _), result in zip(duplicates, results, strict=True)
-    }
+        try:
+            moved[id(item)] = ctx.mover.move(request)
+        except Exception as exc:  # noqa: BLE001 - this duplicate's outcome
+            moved[id(item)] = exc
+    return moved
 
 
 def _log(item: Item, decision: Decision, where: Path | None) -> None:

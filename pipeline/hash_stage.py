@@ -11,6 +11,7 @@ from pipeline.context import Context
 from pipeline.hashing import Digest, FileChanged, is_image, phash, sha256_file
 from pipeline.intake import EMPTY, Item
 from pipeline.models import File, FileStatus
+from pipeline.runner import heartbeat
 from pipeline.store import db_conn, move_files
 
 
@@ -47,6 +48,7 @@ def hash_many(ctx: Context, items: list[Item]) -> list[Item | None | Exception]:
     outcomes: list[Item | None | Exception] = []
     hashed: list[tuple[int, Item, Digest]] = []  # (place in outcomes, item, digest)
     for item in items:
+        heartbeat()  # a stage is hung when one file takes too long, not a group
         try:
             digest = _hash(ctx, item)
         except Exception as exc:  # noqa: BLE001 - this item's outcome

@@ -28,6 +28,7 @@ StageFn = Callable[[Any, Any], Any]
 GroupFn = Callable[[Any, list[Any]], list[Any]]
 ErrorHandler = Callable[[Any, Any, str, BaseException], None]
 _SENTINEL = object()
+_worker = threading.local()  # the lane a runner thread works for
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,18 @@ class _Lane:
         self.lock = threading.Lock()
         self.busy = 0
         self.started: dict[int, float] = {}  # thread id -> when its current item began
+
+
+def heartbeat() -> None:
+    """The calling stage thread has begun its next item: restart its stall clock.
+
+    A group function calls it before each item, so that `stalled()` still means
+    one item taking too long, not a group of them. A no-op off the runner's threads.
+    """
+    lane = getattr(_worker, "lane", None)
+    if lane is not None:
+        with lane.lock:
+            lane.started[threading.get_ident()] = time.monotonic()
 
 
 class Runner(Generic[C]):
@@ -131,6 +144,7 @@ class Runner(Generic[C]):
 
     def _work(self, index: int) -> None:
         lane = self._lanes[index]
+        _worker.lane = lane
         while True:
             items, stop = self._take(lane)
             if items:

@@ -170,6 +170,8 @@ def test_a_group_is_recorded_in_one_write_and_an_unreadable_file_fails_alone(
         return real(path)
 
     monkeypatch.setattr(hash_stage, "sha256_file", eio_for_the_second)
+    beats: list[None] = []
+    monkeypatch.setattr(hash_stage, "heartbeat", lambda: beats.append(None))
     writer_calls[0] = 0
     twice = Item(items[0].file_id, items[0].path)  # a second announcement
     outcomes = hash_many(ctx, [*items, twice])
@@ -177,6 +179,7 @@ def test_a_group_is_recorded_in_one_write_and_an_unreadable_file_fails_alone(
     assert isinstance(outcomes[1], OSError)
     assert outcomes[3] is None  # announced twice: goes on once
     assert writer_calls == [1]
+    assert len(beats) == 4  # the stall clock restarts for every file of the group
     rows = [File.get_by_id(i.file_id) for i in items]
     assert [r.status for r in rows] == [
         FileStatus.HASHED,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.runner import Runner, Stage
+from pipeline.runner import Runner, Stage, heartbeat
 from tests.conftest import wait_until
 
 
@@ -216,3 +216,27 @@ def test_a_group_answer_of_the_wrong_length_is_not_trusted() -> None:
     gate.set()
     assert runner.stop(timeout=10)
     assert sorted(out) == list(range(6)) and errors == []
+
+
+def test_a_group_that_reports_each_item_is_timed_per_item() -> None:
+    """`stalled` means one item taking too long, also inside a group."""
+    seen: list[list[str]] = []
+    runner: Runner[None] | None = None
+
+    def many(ctx: Any, items: list[int]) -> list[int]:
+        assert runner is not None
+        for _ in items:
+            # This item has taken "too long" (0.5 s); the next one starts afresh.
+            wait_until(lambda: runner.stalled(0.5) == ["group"], timeout=30)
+            heartbeat()
+            seen.append(runner.stalled(0.5))
+        return items
+
+    errors: list[tuple[Any, str]] = []
+    runner, gate = _gated_group_runner(many, lambda c, x: many(c, [x])[0], errors, [])
+    for n in range(2):
+        runner.submit(n)
+    gate.set()
+    assert runner.stop(timeout=60)
+    assert seen == [[], []] and errors == []
+    heartbeat()  # off the runner's threads: nothing to restart, no error
