@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from loguru import logger
 
@@ -57,20 +56,12 @@ def dedup_many(ctx: Context, items: list[Item]) -> list[Item | None | Exception]
         # Loading at start: wait here, not on the writer thread inside `decide`.
         ctx.near_index.wait_ready()
     decisions = ctx.writer.call(lambda: _decide_each(ctx, items))
-    pairs = list(zip(items, decisions, strict=True))
-    moved = _set_aside(
-        ctx, [(i, d) for i, d in pairs if d and d.status == FileStatus.DUPLICATE]
-    )
     outcomes: list[Item | None | Exception] = []
-    for item, decision in pairs:
-        where = moved.get(id(item))
-        if isinstance(where, Exception):
-            outcomes.append(where)
-        elif decision is None:
-            outcomes.append(None)
-        else:
-            _log(item, decision, where)
-            outcomes.append(item)
+    for item, decision in zip(items, decisions, strict=True):
+        try:
+            outcomes.append(_act(ctx, item, decision))
+        except Exception as exc:  # noqa: BLE001 - this item's outcome
+            outcomes.append(exc)
     return outcomes
 
 
@@ -84,41 +75,35 @@ def _decide_each(ctx: Context, items: list[Item]) -> list[Decision | None]:
     return decisions
 
 
-def _set_aside(
-    ctx: Context, duplicates: list[tuple[Item, Decision]]
-) -> dict[int, Path | Exception]:
-    """Move each duplicate to duplicates_dir: {id(item): where, or the error}.
+def _act(ctx: Context, item: Item, decision: Decision | None) -> Item | None:
+    """Carry out a decision: set a duplicate aside, log a near-duplicate.
 
-    One journaled move each, not one for all: a duplicate may be a large video
-    copied to another disk, and the stall clock (see `heartbeat`) times one file.
+    One journaled move per duplicate, not one for the group: a duplicate may be a
+    large video copied to another disk, and the stall clock (`heartbeat`) times one
+    file.
     """
-    moved: dict[int, Path | Exception] = {}
-    for item, decision in duplicates:
-        heartbeat()
-        request = MoveRequest(
-            src=item.path,
-            dst=ctx.roots.duplicates_dir / decision.rel_path,
-            file_id=item.file_id,
-            new_status=FileStatus.DUPLICATE,
-            sha256=item.sha256,
-        )
-        try:
-            moved[id(item)] = ctx.mover.move(request)
-        except Exception as exc:  # noqa: BLE001 - this duplicate's outcome
-            moved[id(item)] = exc
-    return moved
-
-
-def _log(item: Item, decision: Decision, where: Path | None) -> None:
+    if decision is None:
+        return None
     log = logger.bind(event="dedup", file_id=item.file_id, status=decision.status)
     if decision.status == FileStatus.DUPLICATE:
-        log.info("duplicate of file {}: moved to {}", decision.duplicate_of, where)
+        heartbeat()
+        dst = ctx.mover.move(
+            MoveRequest(
+                src=item.path,
+                dst=ctx.roots.duplicates_dir / decision.rel_path,
+                file_id=item.file_id,
+                new_status=FileStatus.DUPLICATE,
+                sha256=item.sha256,
+            )
+        )
+        log.info("duplicate of file {}: moved to {}", decision.duplicate_of, dst)
     elif decision.near_duplicate_of is not None:
         log.info(
             "near-duplicate of file {} (distance {})",
             decision.near_duplicate_of,
             decision.distance,
         )
+    return item
 
 
 def decide(ctx: Context, item: Item) -> Decision | None:

@@ -63,12 +63,8 @@ def regular_file_stat(path: Path) -> os.stat_result | None:
     return st if stat.S_ISREG(st.st_mode) else None
 
 
-def inside(root: Path, path: Path) -> bool:
-    """True when `path`'s real folder lies under `root` (a symlinked folder escapes)."""
-    return _inside_real(os.path.realpath(root), path)
-
-
 def _inside_real(real_root: str, path: Path) -> bool:
+    """True when `path`'s real folder lies under `real_root` (a symlink escapes)."""
     real_parent = os.path.realpath(path.parent)
     return real_parent == real_root or real_parent.startswith(real_root + os.sep)
 

@@ -75,12 +75,6 @@ class MoveResult:
         """Where the file is now (None when it did not move)."""
         return None if self.final is None else Path(self.final)
 
-    def failure(self) -> MoveError | None:
-        """The error `Mover.move` raises for this result; None when the file moved."""
-        if self.error or self.final is None:
-            return MoveError(self.error or "move failed", self.errno)
-        return None
-
 
 class Mover:
     """Performs journaled moves. Thread-safe; `fs_slots` bounds concurrent file I/O.
@@ -108,9 +102,8 @@ class Mover:
     def move(self, request: MoveRequest) -> Path:
         """Move one file; returns the final destination or raises MoveError."""
         result = self.move_many([request])[0]
-        failure = result.failure()
-        if failure is not None or result.dst is None:
-            raise failure or MoveError("move failed")
+        if result.error or result.dst is None:
+            raise MoveError(result.error or "move failed", result.errno)
         return result.dst
 
     def move_many(self, requests: list[MoveRequest]) -> list[MoveResult]:
