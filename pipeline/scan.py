@@ -20,6 +20,7 @@ from pipeline.intake import walk_inbox
 from pipeline.jobs import JobHandle
 from pipeline.models import FileStatus, database_proxy
 from pipeline.stages import intake_stages, run_inline
+from pipeline.store import file_status
 
 SETTLED = (FileStatus.UNIQUE, FileStatus.ERROR)
 # The longest a scan waits for files still arriving, at least: 60 s or 10 settle times.
@@ -121,7 +122,6 @@ def scan_inbox(
     }
 
 
-STATUS_BY_ID = "SELECT status FROM files WHERE id = ?"
 STATUS_AT_PATH = (
     "SELECT status FROM files WHERE current_path = ? ORDER BY id DESC LIMIT 1"
 )
@@ -130,7 +130,7 @@ STATUS_AT_PATH = (
 class _Outcome:
     """What became of each processed file (thread-safe)."""
 
-    KEYS = {
+    KEYS: dict[str, str] = {
         FileStatus.UNIQUE: "unique",
         FileStatus.DUPLICATE: "duplicates",
         FileStatus.SKIPPED: "skipped",
@@ -150,10 +150,10 @@ class _Outcome:
         """
         con = database_proxy.connection()
         if file_id is not None:
-            row = con.execute(STATUS_BY_ID, (file_id,)).fetchone()
+            status = file_status(con, file_id)
         else:
             row = con.execute(STATUS_AT_PATH, (path,)).fetchone()
-        status = row[0] if row is not None else None
+            status = row[0] if row is not None else None
         with self._lock:
             self.processed += 1
             if status in self.KEYS:

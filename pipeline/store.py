@@ -80,8 +80,11 @@ def _update(
     conn.execute(f"UPDATE {table} SET {sets} WHERE id = ?", (*values, row_id))
 
 
+STATUS_OF_FILE = "SELECT status FROM files WHERE id = ?"
+
+
 def file_status(conn: sqlite3.Connection, file_id: int) -> str | None:
-    row = conn.execute("SELECT status FROM files WHERE id = ?", (file_id,)).fetchone()
+    row = conn.execute(STATUS_OF_FILE, (file_id,)).fetchone()
     return row[0] if row else None
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from pipeline.context import Context
 from pipeline.models import File, FileStatus, database_proxy
-from pipeline.scan import STATUS_AT_PATH, STATUS_BY_ID, scan_inbox, settled_paths
+from pipeline.scan import STATUS_AT_PATH, scan_inbox, settled_paths
+from pipeline.store import STATUS_OF_FILE
 from tests.pipeline.mediafixtures import make_jpeg
 
 
@@ -162,6 +163,6 @@ def test_a_path_with_sql_characters_is_only_data(ctx: Context) -> None:
 def test_the_per_file_status_lookups_use_an_index(ctx: Context) -> None:
     """A scan of a few inbox files must not read a million-row library per file."""
     con = database_proxy.connection()
-    for sql, arg in ((STATUS_BY_ID, 1), (STATUS_AT_PATH, "/inbox/a.jpg")):
+    for sql, arg in ((STATUS_OF_FILE, 1), (STATUS_AT_PATH, "/inbox/a.jpg")):
         plan = " ".join(r[-1] for r in con.execute(f"EXPLAIN QUERY PLAN {sql}", (arg,)))
         assert "SEARCH files USING" in plan and "SCAN files" not in plan, plan
