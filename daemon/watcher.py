@@ -24,7 +24,7 @@ from watchdog.observers.api import BaseObserver
 
 from daemon.watcher_observer import ObserverMixin
 from daemon.watcher_scan import ScanMixin, _Pending, _Sig, _sig
-from pipeline.intake import is_ignored, regular_file_stat
+from pipeline.intake import ignored_parts, regular_file_stat
 
 DEFAULT_IGNORE: tuple[str, ...] = (".*", "*.part", "*.crdownload", "*.tmp", "~*")
 
@@ -39,6 +39,15 @@ def _kind(mode: int) -> str:
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "device"
     return "special file"
+
+
+def _outermost(dirs: set[Path]) -> list[Path]:
+    """The folders of `dirs` that are not inside another of them.
+
+    Walking those covers the rest: a folder moved into the inbox brings an event
+    for every folder below it.
+    """
+    return [d for d in dirs if not any(parent in dirs for parent in d.parents)]
 
 
 class InboxWatcher(ScanMixin, ObserverMixin):
@@ -218,12 +227,15 @@ class InboxWatcher(ScanMixin, ObserverMixin):
         # Gone folders first: files re-created under them below must not be pruned.
         if gone:
             self._forget_dirs(gone)
+        walked: set[Path] = set()  # files a walk below has just looked at
         if full:
             self.scan()
         else:
-            for d in dirs:
-                self._scan_subtree(d)
-        for path in dirty:
+            for d in _outermost(dirs):
+                self._scan_subtree(d, walked)
+        # A folder moved in brings an event for each file in it too (watchdog makes
+        # them up); the walk of the folder has looked at those files already.
+        for path in dirty - walked:
             self._observe(path)
         ready = self._collect_ready()
         for path in ready:
@@ -278,7 +290,7 @@ class InboxWatcher(ScanMixin, ObserverMixin):
         return rel
 
     def _ignored(self, parts: Iterable[str]) -> bool:
-        return is_ignored(PurePath(*parts), self._ignore_patterns)
+        return ignored_parts(parts, self._ignore_patterns)
 
     def _parents_are_dirs(self, rel: PurePath) -> bool:
         """True if no folder between the inbox and ``rel`` is a symlink."""

@@ -57,7 +57,8 @@ class ScanMixin:
             self._check_watch_limit(dirs)
         return new
 
-    def _scan_subtree(self, top: Path) -> None:
+    def _scan_subtree(self, top: Path, seen: set[Path]) -> None:
+        """Offer every regular file below `top`, adding each to `seen`."""
         rel = self._rel(top)
         if rel is None or not self._parents_are_dirs(rel):
             return
@@ -66,7 +67,7 @@ class ScanMixin:
                 return
         except OSError:
             return
-        self._walk(top, None, None)
+        self._walk(top, seen, None)
 
     def _walk(
         self, top: Path, seen: set[Path] | None, specials: set[Path] | None

@@ -7,7 +7,7 @@ import functools
 import os
 import re
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -50,8 +50,13 @@ def is_ignored(rel: PurePath, patterns: Sequence[str]) -> bool:
 
     Matching each component means `.*` also hides every file inside a dot-folder.
     """
-    rx = _compile(tuple(patterns))
-    return rx is not None and any(rx.match(part) for part in rel.parts)
+    return ignored_parts(rel.parts, tuple(patterns))
+
+
+def ignored_parts(parts: Iterable[str], patterns: tuple[str, ...]) -> bool:
+    """`is_ignored` for path components, without building a path (a walk's names)."""
+    rx = _compile(patterns)
+    return rx is not None and any(rx.match(part) for part in parts)
 
 
 def regular_file_stat(path: Path) -> os.stat_result | None:
@@ -63,10 +68,10 @@ def regular_file_stat(path: Path) -> os.stat_result | None:
     return st if stat.S_ISREG(st.st_mode) else None
 
 
-def _inside_real(real_root: str, path: Path) -> bool:
-    """True when `path`'s real folder lies under `real_root` (a symlink escapes)."""
-    real_parent = os.path.realpath(path.parent)
-    return real_parent == real_root or real_parent.startswith(real_root + os.sep)
+def _real_under(real_root: str, folder: Path) -> bool:
+    """True when `folder`'s real path lies under `real_root` (a symlink escapes)."""
+    real = os.path.realpath(folder)
+    return real == real_root or real.startswith(real_root + os.sep)
 
 
 def walk_inbox(root: Path, patterns: Sequence[str]) -> Iterator[Path]:
@@ -124,10 +129,13 @@ def register_many(ctx: Context, paths: list[Path]) -> list[Item | None]:
     Raises if the database write fails; nothing of the group is written then.
     """
     real_inbox = os.path.realpath(ctx.roots.inbox)
+    # A folder's files arrive together: resolve each folder once per group, not
+    # once per file (realpath is an lstat per path component).
+    inside = functools.cache(functools.partial(_real_under, real_inbox))
     # A path announced twice in one group is taken once.
     unique = {str(p): Path(p) for p in paths}
     seen = [
-        _seen(ctx, real_inbox, unique.pop(str(p))) if str(p) in unique else None
+        _seen(ctx, inside, unique.pop(str(p))) if str(p) in unique else None
         for p in paths
     ]
     todo = [s for s in seen if s is not None]
@@ -145,10 +153,13 @@ def register_many(ctx: Context, paths: list[Path]) -> list[Item | None]:
 _Seen = tuple[Path, str, os.stat_result, str | None]
 
 
-def _seen(ctx: Context, real_inbox: str, path: Path) -> _Seen | None:
-    """(path, path in the inbox, lstat, why it is skipped) of a regular inbox file."""
+def _seen(ctx: Context, inside: Callable[[Path], bool], path: Path) -> _Seen | None:
+    """(path, path in the inbox, lstat, why it is skipped) of a regular inbox file.
+
+    `inside(folder)` says whether a folder really lies in the inbox.
+    """
     st = regular_file_stat(path)
-    if st is None or not _inside_real(real_inbox, path):
+    if st is None or not inside(path.parent):
         logger.bind(event="intake", status="skipped").info(
             "not a regular inbox file: {}", path
         )

@@ -21,9 +21,9 @@ from watchdog.observers.polling import PollingObserver
 from daemon.watcher import (
     DEFAULT_IGNORE,
     InboxWatcher,
-    is_ignored,
     regular_file_stat,
 )
+from pipeline.intake import is_ignored
 
 SETTLE = 0.3
 WAIT = 30.0
@@ -278,6 +278,39 @@ def test_a_folder_event_alone_leads_to_its_files(
     injector.emit(DirCreatedEvent(str(inbox / "album")))
 
     assert wait_until(lambda: all(p in rec.paths() for p in files))
+
+
+def test_a_folder_moved_in_is_looked_at_once_per_file(
+    inbox: Path,
+    make_watcher: Callable[..., InboxWatcher],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trip = inbox / "trip"
+    folders = [trip, trip / "day1", trip / "day1" / "am"]
+    files = [folder / f"{n}.jpg" for n, folder in enumerate(folders)]
+    for path in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(path.name.encode())
+    rec = Recorder()
+    watcher = make_watcher(rec, settle_seconds=0)
+    looked: Counter[Path] = Counter()
+    offer = watcher._offer
+
+    def counting(path: Path, st: os.stat_result) -> bool:
+        looked[path] += 1
+        return offer(path, st)
+
+    monkeypatch.setattr(watcher, "_offer", counting)
+    # What watchdog reports for a tree renamed into the inbox: every folder, every file.
+    for folder in folders:
+        watcher._on_event(DirCreatedEvent(str(folder)))
+    for path in files:
+        watcher._on_event(FileCreatedEvent(str(path)))
+
+    watcher._tick()
+
+    assert looked == Counter(files)
+    assert sorted(rec.paths()) == sorted(files)
 
 
 def test_an_event_below_a_symlinked_folder_is_not_followed(

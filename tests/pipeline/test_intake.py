@@ -228,3 +228,16 @@ def test_a_group_is_registered_in_one_write(
     rows = {r.current_path: r.status for r in File.select()}
     assert rows == {str(a): FileStatus.NEW, str(b): FileStatus.NEW}
     assert register_many(ctx, [a, b]) == items[:1] + items[2:3]  # resumed, same rows
+
+
+def test_files_below_a_folder_linked_from_outside_are_refused(ctx: Context) -> None:
+    elsewhere = ctx.roots.inbox.parent / "elsewhere"
+    outside = [make_plain(elsewhere / name) for name in ("x.jpg", "y.jpg")]
+    (ctx.roots.inbox / "linked").symlink_to(elsewhere, target_is_directory=True)
+    kept = make_plain(ctx.roots.inbox / "real" / "z.jpg")
+    linked = [ctx.roots.inbox / "linked" / p.name for p in outside]
+
+    items = register_many(ctx, [linked[0], kept, linked[1]])
+
+    assert [i.path if i else None for i in items] == [None, kept, None]
+    assert [r.current_path for r in File.select()] == [str(kept)]
