@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from loguru import logger
@@ -13,6 +14,9 @@ from pipeline.intake import EMPTY, Item
 from pipeline.models import File, FileStatus
 from pipeline.runner import heartbeat
 from pipeline.store import db_conn, move_files
+
+# Hashing this long without a write records what is done so far (see `hash_many`).
+RECORD_EVERY_SECONDS = 0.5
 
 
 def hash_file(ctx: Context, path: Path) -> tuple[Digest, int | None]:
@@ -41,12 +45,16 @@ def hash_item(ctx: Context, item: Item) -> Item | None:
 
 
 def hash_many(ctx: Context, items: list[Item]) -> list[Item | None | Exception]:
-    """`hash_item` for a group: each file hashed in turn, all recorded in one write.
+    """`hash_item` for a group: each file hashed in turn, recorded in few writes.
 
+    What is hashed is recorded at the end of the group, or sooner once hashing has
+    gone on for RECORD_EVERY_SECONDS: large files are recorded one by one, and a
+    kill -9 costs at most that much hashing per thread, whatever the group's size.
     A file that cannot be read is that item's outcome (its exception).
     """
     outcomes: list[Item | None | Exception] = []
     hashed: list[tuple[int, Item, Digest]] = []  # (place in outcomes, item, digest)
+    since = time.monotonic()
     for item in items:
         heartbeat()  # a stage is hung when one file takes too long, not a group
         try:
@@ -58,11 +66,23 @@ def hash_many(ctx: Context, items: list[Item]) -> list[Item | None | Exception]:
             hashed.append((len(outcomes), item, digest))
         # Resumed with its hash known: straight on to dedup.
         outcomes.append(item if digest is None and item.sha256 else None)
+        if hashed and time.monotonic() - since >= RECORD_EVERY_SECONDS:
+            _record_all(ctx, hashed, outcomes)
+            hashed, since = [], time.monotonic()
     if hashed:
-        updated = ctx.writer.call(lambda: [_record(i, d) for _, i, d in hashed])
-        for (at, item, _), moved in zip(hashed, updated, strict=True):
-            outcomes[at] = item if moved else None
+        _record_all(ctx, hashed, outcomes)
     return outcomes
+
+
+def _record_all(
+    ctx: Context,
+    hashed: list[tuple[int, Item, Digest]],
+    outcomes: list[Item | None | Exception],
+) -> None:
+    """Record the digests in one write; an item goes on only if its row moved."""
+    updated = ctx.writer.call(lambda: [_record(i, d) for _, i, d in hashed])
+    for (at, item, _), moved in zip(hashed, updated, strict=True):
+        outcomes[at] = item if moved else None
 
 
 def _hash(ctx: Context, item: Item) -> Digest | None:

@@ -26,9 +26,9 @@ def intake_stages(ctx: Context) -> list[Stage]:
     workers = ctx.settings.system.max_parallel_fs_ops
     return [
         Stage("register", register, many=register_many),
-        # Small groups: a hashed file waits for the rest of its group before it is
-        # recorded, and work not recorded is redone after a crash.
-        Stage("hash", hash_item, workers=workers, many=hash_many, group=8),
+        # A hashed file waits for the rest of its group before it goes on, so the
+        # group stays modest; hash_many records long groups as it goes.
+        Stage("hash", hash_item, workers=workers, many=hash_many, group=32),
         Stage("dedup", dedup_item, many=dedup_many),
     ]
 

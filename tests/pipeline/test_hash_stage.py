@@ -189,3 +189,29 @@ def test_a_group_is_recorded_in_one_write_and_an_unreadable_file_fails_alone(
     assert rows[0].sha256 == hashlib.sha256(items[0].path.read_bytes()).hexdigest()
     with pytest.raises(OSError):
         hash_item(ctx, items[1])  # alone, the failure is raised to the caller
+
+
+def test_a_group_that_hashes_for_long_is_recorded_as_it_goes(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch, writer_calls: list[int]
+) -> None:
+    items = [
+        registered(ctx, make_jpeg(ctx.roots.inbox / f"{n}.jpg", seed=n))
+        for n in range(3)
+    ]
+    # Every file "takes" the whole allowance: each is recorded once hashed, so a
+    # kill -9 during the next one loses only that one.
+    monkeypatch.setattr(hash_stage, "RECORD_EVERY_SECONDS", 0.0)
+    recorded: list[FileStatus] = []
+    real = hash_stage.sha256_file
+
+    def watching(path: Path) -> hashing.Digest:
+        recorded.extend(File.get_by_id(i.file_id).status for i in items)
+        return real(path)
+
+    monkeypatch.setattr(hash_stage, "sha256_file", watching)
+    writer_calls[0] = 0
+    assert hash_many(ctx, items) == items
+    assert writer_calls == [3]
+    new, hashed = FileStatus.NEW, FileStatus.HASHED
+    # What each file's read saw: the ones before it already recorded.
+    assert recorded == [new, new, new, hashed, new, new, hashed, hashed, new]
