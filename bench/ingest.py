@@ -207,6 +207,9 @@ class InProcessDaemon:
         writer._run_group = self.writer_meter.wrap(
             writer._run_group, count=lambda group: len(group)
         )
+        # A caller's wait: queued behind others, the transaction, both hand-offs.
+        self.call_meter = BusyMeter()
+        writer.call = self.call_meter.wrap(writer.call)
         self.stage_meters: dict[str, tuple[BusyMeter, int]] = {}
         for lane in self.service.runner._lanes:
             meter = BusyMeter()
@@ -238,6 +241,16 @@ class InProcessDaemon:
                 f"{('OFF', 'NORMAL', 'FULL', 'EXTRA')[level]}",
             )
         ]
+        c = self.call_meter
+        rows.append(
+            (
+                "db writer round trip",
+                f"{1e3 * c.seconds / max(1, c.calls):.1f} ms",
+                f"mean wait of a caller in {c.calls} calls (median "
+                f"{1e3 * float(np.median(c.samples or [0])):.1f} ms; inside the transaction: "
+                f"{1e3 * w.seconds / max(1, w.calls):.1f} ms a group)",
+            )
+        )
         for name, (meter, workers) in self.stage_meters.items():
             rows.append(
                 (
