@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from loguru import logger
 
 from pipeline.context import Context
-from pipeline.fsops import MoveRequest
+from pipeline.fsops import MoveError, MoveRequest, MoveResult
 from pipeline.intake import Item
 from pipeline.media import is_sidecar
 from pipeline.models import (
@@ -49,20 +49,18 @@ def dedup_many(ctx: Context, items: list[Item]) -> list[Item | None | Exception]
     """`dedup_item` for a group: one writer round trip decides them all, in order.
 
     Identical files in one group are decided one after the other like any others
-    (the first is UNIQUE). A duplicate that could not be set aside has its error as
-    its outcome.
+    (the first is UNIQUE). The group's duplicates are set aside in one journaled
+    move; one that could not be set aside has its error as its outcome.
     """
     if ctx.near_index is not None:
         # Loading at start: wait here, not on the writer thread inside `decide`.
         ctx.near_index.wait_ready()
     decisions = ctx.writer.call(lambda: _decide_each(ctx, items))
-    outcomes: list[Item | None | Exception] = []
-    for item, decision in zip(items, decisions, strict=True):
-        try:
-            outcomes.append(_act(ctx, item, decision))
-        except Exception as exc:  # noqa: BLE001 - this item's outcome
-            outcomes.append(exc)
-    return outcomes
+    moved = _set_aside(ctx, items, decisions)
+    return [
+        _outcome(item, decision, moved.get(n))
+        for n, (item, decision) in enumerate(zip(items, decisions, strict=True))
+    ]
 
 
 def _decide_each(ctx: Context, items: list[Item]) -> list[Decision | None]:
@@ -75,28 +73,57 @@ def _decide_each(ctx: Context, items: list[Item]) -> list[Decision | None]:
     return decisions
 
 
-def _act(ctx: Context, item: Item, decision: Decision | None) -> Item | None:
-    """Carry out a decision: set a duplicate aside, log a near-duplicate.
+_Moved = MoveResult | Exception
 
-    One journaled move per duplicate, not one for the group: a duplicate may be a
-    large video copied to another disk, and the stall clock (`heartbeat`) times one
-    file.
+
+def _set_aside(
+    ctx: Context, items: list[Item], decisions: list[Decision | None]
+) -> dict[int, _Moved]:
+    """Move the group's duplicates to duplicates_dir; by place in the group.
+
+    One journal commit before and one after for all of them; the stall clock
+    (`heartbeat`) still restarts for each file, as a duplicate may be a large video
+    copied to another disk.
     """
+    places = [
+        n
+        for n, d in enumerate(decisions)
+        if d is not None and d.status == FileStatus.DUPLICATE
+    ]
+    if not places:
+        return {}
+    requests = [_request(ctx, items[n], decisions[n]) for n in places]
+    try:
+        results: list[_Moved] = list(ctx.mover.move_many(requests, on_each=heartbeat))
+    except Exception as exc:  # noqa: BLE001 - the journal write failed: none moved
+        results = [exc] * len(places)
+    return dict(zip(places, results, strict=True))
+
+
+def _request(ctx: Context, item: Item, decision: Decision | None) -> MoveRequest:
+    assert decision is not None
+    return MoveRequest(
+        src=item.path,
+        dst=ctx.roots.duplicates_dir / decision.rel_path,
+        file_id=item.file_id,
+        new_status=FileStatus.DUPLICATE,
+        sha256=item.sha256,
+    )
+
+
+def _outcome(
+    item: Item, decision: Decision | None, moved: _Moved | None
+) -> Item | None | Exception:
+    """What became of one item of the group, logged."""
     if decision is None:
         return None
     log = logger.bind(event="dedup", file_id=item.file_id, status=decision.status)
-    if decision.status == FileStatus.DUPLICATE:
-        heartbeat()
-        dst = ctx.mover.move(
-            MoveRequest(
-                src=item.path,
-                dst=ctx.roots.duplicates_dir / decision.rel_path,
-                file_id=item.file_id,
-                new_status=FileStatus.DUPLICATE,
-                sha256=item.sha256,
-            )
-        )
-        log.info("duplicate of file {}: moved to {}", decision.duplicate_of, dst)
+    if isinstance(moved, Exception):
+        return moved
+    if moved is not None and not moved.ok:
+        return MoveError(moved.error or "move failed", moved.errno)
+    if moved is not None:
+        log.info("duplicate of file {}: moved to {}", decision.duplicate_of, moved.dst)
     elif decision.near_duplicate_of is not None:
         log.info(
             "near-duplicate of file {} (distance {})",

@@ -106,8 +106,13 @@ class Mover:
             raise MoveError(result.error or "move failed", result.errno)
         return result.dst
 
-    def move_many(self, requests: list[MoveRequest]) -> list[MoveResult]:
-        """Move many files with one journal commit before and one after."""
+    def move_many(
+        self, requests: list[MoveRequest], on_each: Callable[[], None] | None = None
+    ) -> list[MoveResult]:
+        """Move many files with one journal commit before and one after.
+
+        `on_each()` is called before each file is moved (a stage's stall clock).
+        """
         planned, results, folders = self._plan(requests)
         if not planned:
             return [results[i] for i in range(len(requests))]
@@ -116,7 +121,7 @@ class Mover:
         try:
             self.writer.call(lambda: insert_entries(entries), durable=True)
             self.checkpoint("journaled")
-            done = self._execute_all(planned, requests, results)
+            done = self._execute_all(planned, requests, results, on_each)
             # The touched folders made durable before the moves are recorded as DONE.
             sync_folders(folders)
             self.writer.call(lambda: finish_rows(done))
@@ -185,11 +190,14 @@ class Mover:
         planned: list[tuple[int, Entry]],
         requests: list[MoveRequest],
         results: dict[int, MoveResult],
+        on_each: Callable[[], None] | None,
     ) -> list[tuple[Entry, str]]:
         done = []
         sources = Folders()
         try:
             for index, entry in planned:
+                if on_each is not None:
+                    on_each()
                 final = self._execute_one(index, entry, sources, requests, results)
                 if final is not None:
                     done.append((entry, final))
