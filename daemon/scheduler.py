@@ -7,11 +7,13 @@ again when it runs, so a change applies at once.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from loguru import logger
 
@@ -198,18 +200,24 @@ class Scheduler:
         """
         due = batch.due_in(self.ctx)
         interval = self._intervals.get("batch")
-        job = self._scheduler.get_job("batch")
         # Not when due now: a batch that could not be made now waits for the round.
-        if due is None or interval is None or job is None or not 0 < due < interval:
+        if due is None or interval is None or not 0 < due < interval:
             return
         # A few ms late rather than early: early, the oldest file is not yet old.
-        job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=due + 0.01))
+        self._run_at("batch", datetime.now(UTC) + timedelta(seconds=due + 0.01))
 
     def now(self, name: str) -> None:
         """Run a periodic job as soon as possible (it never runs twice at once)."""
-        job = self._scheduler.get_job(name)
-        if job is not None:
-            job.modify(next_run_time=datetime.now(UTC))
+        self._run_at(name, datetime.now(UTC))
+
+    def _run_at(self, name: str, when: datetime) -> None:
+        """Move a job's next run to `when`; nothing when there is no such job.
+
+        One call under the scheduler's lock: a job looked up first could be removed
+        by a shutdown before it is changed (JobLookupError, logged as a failed tick).
+        """
+        with contextlib.suppress(JobLookupError):
+            self._scheduler.modify_job(name, next_run_time=when)
 
     def add(self, name: str, fn: Callable[[], Any], seconds: float) -> None:
         """Add a periodic job; once the scheduler runs, its first run is now."""

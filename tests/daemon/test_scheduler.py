@@ -157,3 +157,22 @@ def test_the_batch_timer_wakes_when_the_oldest_file_is_due_not_at_its_round(
     wake = svc.scheduler._scheduler.get_job("batch").next_run_time
     assert before + timedelta(seconds=1) < wake < before + timedelta(seconds=2)
     wait_until(lambda: Batch.select().count() == 1, timeout=30)
+
+
+def test_a_job_removed_while_it_is_brought_forward_is_no_error(
+    service: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc = service(batch={"auto_create": True, "max_age_seconds": 30})
+    scheduler = svc.scheduler._scheduler
+    stale = scheduler.get_job("batch")
+    scheduler.remove_job("batch")  # a shutdown, between a lookup and the change
+    monkeypatch.setattr(scheduler, "get_job", lambda *args, **kwargs: stale)
+    accepted(svc, "old.jpg")
+    svc.ctx.writer.call(
+        lambda: File.update(updated_at=utcnow() - timedelta(seconds=28.5)).execute()
+    )
+
+    svc.scheduler.now("batch")
+    svc.scheduler.batch_tick()  # brings the timer forward: due in 1.5 s
+
+    assert "batch" not in [job.id for job in scheduler.get_jobs()]  # not re-added
