@@ -27,6 +27,13 @@ def registered(ctx: Context, path: Path) -> Item:
     return item
 
 
+def three_registered(ctx: Context) -> list[Item]:
+    return [
+        registered(ctx, make_jpeg(ctx.roots.inbox / f"{n}.jpg", seed=n))
+        for n in range(3)
+    ]
+
+
 def test_hashed_file_moves_to_hashed_with_both_hashes(ctx: Context) -> None:
     path = make_jpeg(ctx.roots.inbox / "IMG_1.jpg", seed=1)
     item = registered(ctx, path)
@@ -158,10 +165,7 @@ def test_an_item_that_is_no_file_is_only_logged(ctx: Context) -> None:
 def test_a_group_is_recorded_in_one_write_and_an_unreadable_file_fails_alone(
     ctx: Context, monkeypatch: pytest.MonkeyPatch, writer_calls: list[int]
 ) -> None:
-    items = [
-        registered(ctx, make_jpeg(ctx.roots.inbox / f"{n}.jpg", seed=n))
-        for n in range(3)
-    ]
+    items = three_registered(ctx)
     real = hash_stage.sha256_file
 
     def eio_for_the_second(path: Path) -> hashing.Digest:
@@ -194,10 +198,7 @@ def test_a_group_is_recorded_in_one_write_and_an_unreadable_file_fails_alone(
 def test_a_group_that_hashes_for_long_is_recorded_as_it_goes(
     ctx: Context, monkeypatch: pytest.MonkeyPatch, writer_calls: list[int]
 ) -> None:
-    items = [
-        registered(ctx, make_jpeg(ctx.roots.inbox / f"{n}.jpg", seed=n))
-        for n in range(3)
-    ]
+    items = three_registered(ctx)
     # Every file "takes" the whole allowance: each is recorded once hashed, so a
     # kill -9 during the next one loses only that one.
     monkeypatch.setattr(hash_stage, "RECORD_EVERY_SECONDS", 0.0)
