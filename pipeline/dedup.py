@@ -55,22 +55,12 @@ def dedup_many(ctx: Context, items: list[Item]) -> list[Item | None | Exception]
     if ctx.near_index is not None:
         # Loading at start: wait here, not on the writer thread inside `decide`.
         ctx.near_index.wait_ready()
-    decisions = ctx.writer.call(lambda: _decide_each(ctx, items))
+    decisions = ctx.writer.call(lambda: decide_many(ctx, items))
     moved = _set_aside(ctx, items, decisions)
     return [
         _outcome(item, decision, moved.get(n))
         for n, (item, decision) in enumerate(zip(items, decisions, strict=True))
     ]
-
-
-def _decide_each(ctx: Context, items: list[Item]) -> list[Decision | None]:
-    taken: set[int] = set()  # the same file twice in a group is decided once
-    decisions = []
-    for item in items:
-        fresh = item.file_id not in taken
-        taken.add(item.file_id)
-        decisions.append(decide(ctx, item) if fresh else None)
-    return decisions
 
 
 _Moved = MoveResult | Exception
@@ -134,26 +124,47 @@ def _outcome(
 
 
 def decide(ctx: Context, item: Item) -> Decision | None:
-    """On the writer thread: compare with every accepted file; None if already decided.
+    """On the writer thread: compare with every accepted file; None if already decided."""
+    return decide_many(ctx, [item])[0]
 
-    Raw SQL: this runs once per file on the writer thread, where peewee's query
-    building cost far more than SQLite.
+
+def decide_many(ctx: Context, items: list[Item]) -> list[Decision | None]:
+    """`decide` for a group, in order, as if one after the other.
+
+    The rows and the accepted files with the same content are read for the whole
+    group at once: per file that leaves one write. A file twice in the group is
+    decided once; a file decided UNIQUE here is a match for the ones after it.
     """
     con = database_proxy.connection()
-    row = con.execute(
-        "SELECT status, rel_path FROM files WHERE id = ?", (item.file_id,)
-    ).fetchone()
-    if row is None or row[0] != FileStatus.HASHED:
-        return None
+    hashed = _hashed_rows(con, [item.file_id for item in items])
+    accepted = _accepted_by_content(con, items)
     now = sql_time(utcnow())
-    match = _exact_match(con, item)
+    decisions: list[Decision | None] = []
+    for item in items:
+        rel_path = hashed.pop(item.file_id, None)  # popped: decided once
+        decided = None
+        if rel_path is not None:
+            decided = _decide_one(ctx, con, item, rel_path, accepted, now)
+        decisions.append(decided)
+    return decisions
+
+
+def _decide_one(
+    ctx: Context,
+    con: sqlite3.Connection,
+    item: Item,
+    rel_path: str,
+    accepted: dict[str, list[int]],
+    now: str,
+) -> Decision:
+    match = _exact_match(item, accepted)
     if match is not None:
         # Status flips to DUPLICATE with the move, so a crash before it re-decides.
         con.execute(
             "UPDATE files SET duplicate_of = ?, updated_at = ? WHERE id = ?",
             (match, now, item.file_id),
         )
-        return Decision(FileStatus.DUPLICATE, duplicate_of=match, rel_path=row[1])
+        return Decision(FileStatus.DUPLICATE, duplicate_of=match, rel_path=rel_path)
     near, distance = _nearest(ctx, item)
     move_files(
         con,
@@ -164,6 +175,8 @@ def decide(ctx: Context, item: Item) -> Decision | None:
         near_duplicate_of=near,
         near_distance=distance,
     )
+    if item.sha256:
+        accepted.setdefault(item.sha256, []).append(item.file_id)
     # A flagged image stays out of the index: images like it match the one it
     # resembles, so each image is in one review group.
     matchable = _matchable(ctx, item)
@@ -173,18 +186,41 @@ def decide(ctx: Context, item: Item) -> Decision | None:
     return Decision(FileStatus.UNIQUE, near_duplicate_of=near, distance=distance)
 
 
-_ACCEPTED_MATCH = (
-    "SELECT id FROM files WHERE sha256 = ? AND id != ?"
-    f" AND status IN {sql_list(FileStatus.ACCEPTED)} LIMIT 1"
-)
+# Raw SQL: these run for every group on the writer thread, where peewee's query
+# building cost far more than SQLite.
+def _hashed_rows(con: sqlite3.Connection, ids: list[int]) -> dict[int, str]:
+    """id -> rel_path of the files among `ids` still HASHED (not yet decided)."""
+    rows = con.execute(
+        f"SELECT id, rel_path FROM files WHERE id IN ({', '.join('?' * len(ids))})"
+        " AND status = ?",
+        (*ids, FileStatus.HASHED),
+    )
+    return dict(rows.fetchall())
 
 
-def _exact_match(con: sqlite3.Connection, item: Item) -> int | None:
+def _accepted_by_content(
+    con: sqlite3.Connection, items: list[Item]
+) -> dict[str, list[int]]:
+    """SHA-256 -> ids of accepted files, for the contents a non-sidecar here has."""
+    wanted = sorted({i.sha256 for i in items if i.sha256 and not is_sidecar(i.path)})
+    if not wanted:
+        return {}
+    rows = con.execute(
+        f"SELECT sha256, id FROM files WHERE sha256 IN ({', '.join('?' * len(wanted))})"
+        f" AND status IN {sql_list(FileStatus.ACCEPTED)} ORDER BY id",
+        wanted,
+    )
+    accepted: dict[str, list[int]] = {}
+    for sha256, file_id in rows:
+        accepted.setdefault(sha256, []).append(file_id)
+    return accepted
+
+
+def _exact_match(item: Item, accepted: dict[str, list[int]]) -> int | None:
     """The id of an accepted file with the same content; sidecars never match."""
-    if is_sidecar(item.path):
+    if is_sidecar(item.path) or not item.sha256:
         return None
-    found = con.execute(_ACCEPTED_MATCH, (item.sha256, item.file_id)).fetchone()
-    return found[0] if found else None
+    return next((i for i in accepted.get(item.sha256, ()) if i != item.file_id), None)
 
 
 def _matchable(ctx: Context, item: Item) -> tuple[NearIndex, int] | None:

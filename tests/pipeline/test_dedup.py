@@ -241,3 +241,42 @@ def test_a_duplicate_that_cannot_be_set_aside_fails_alone(
         "copy0.jpg",
         "copy2.jpg",
     ]
+
+
+def test_a_group_is_read_in_two_queries_and_decided_as_one_after_the_other(
+    ctx: Context,
+) -> None:
+    first = hashed(ctx, "a.jpg", b"same")
+    copy = hashed(ctx, "b.jpg", b"same")
+    sidecars = [hashed(ctx, f"{n}.xmp", b"<x/>") for n in "cd"]
+    later = hashed(ctx, "e.jpg", b"later")
+    earlier = hashed(ctx, "f.jpg", b"earlier")
+    assert on_writer(ctx, earlier) == Decision(FileStatus.UNIQUE)
+    again = hashed(ctx, "g.jpg", b"earlier")
+    group = [first, copy, *sidecars, later, again, copy]
+    reads: list[str] = []
+
+    def decide_traced() -> list[Decision | None]:
+        con = File._meta.database.connection()
+        con.set_trace_callback(
+            lambda sql: reads.append(sql) if sql.startswith("SELECT") else None
+        )
+        try:
+            return dedup.decide_many(ctx, group)
+        finally:
+            con.set_trace_callback(None)
+
+    decisions = ctx.writer.call(decide_traced)
+
+    unique, dup = Decision(FileStatus.UNIQUE), FileStatus.DUPLICATE
+    assert decisions == [
+        unique,
+        Decision(dup, duplicate_of=first.file_id),  # the first of the group
+        unique,
+        unique,  # identical sidecars are both kept
+        unique,
+        Decision(dup, duplicate_of=earlier.file_id),  # accepted before the group
+        None,  # the same file twice: decided once
+    ]
+    assert decisions[1] is not None and decisions[1].rel_path == "b.jpg"
+    assert len(reads) == 2  # the rows, and the accepted files with their content
