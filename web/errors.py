@@ -9,6 +9,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from web.headers import security_headers
+
 CODES = {
     400: "VALIDATION_ERROR",
     401: "UNAUTHORIZED",
@@ -64,12 +66,7 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
 # Starlette answers an unhandled error from its outermost middleware, outside the
 # guard that adds the security headers, so this answer carries its own: a JSON
 # error needs nothing at all from a browser.
-ERROR_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
+ERROR_HEADERS = security_headers("default-src 'none'; frame-ancestors 'none'")
 
 
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:

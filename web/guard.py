@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from web.errors import error
+from web.headers import HEADER_NAMES, as_asgi, security_headers
 
 # The dashboard: no inline script or style, nothing from another origin.
 CSP = (
@@ -81,14 +82,9 @@ class GuardMiddleware:
                 headers = [
                     (k, v)
                     for k, v in message.get("headers", [])
-                    if k.lower() not in _SECURITY_HEADER_NAMES
+                    if k.lower() not in HEADER_NAMES
                 ]
-                headers += [
-                    (b"content-security-policy", csp.encode()),
-                    (b"x-frame-options", b"DENY"),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
-                ]
+                headers += as_asgi(security_headers(csp))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -124,16 +120,6 @@ class GuardMiddleware:
         if is_loopback(name):
             return True
         return name in {h.strip("[]").lower() for h in self.allowed_hosts()}
-
-
-_SECURITY_HEADER_NAMES = frozenset(
-    {
-        b"content-security-policy",
-        b"x-frame-options",
-        b"x-content-type-options",
-        b"referrer-policy",
-    }
-)
 
 
 def _under(path: str, prefixes: tuple[str, ...]) -> bool:
