@@ -8,7 +8,6 @@ written atomically before it becomes CREATED. A crash while BUILDING is finished
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,33 +32,15 @@ SUMS = "SHA256SUMS"
 GB = status.GB  # one definition of the unit
 
 
-@dataclass(frozen=True)
-class Waiting:
-    """What waits for a batch: count, bytes and the age of the oldest file (seconds)."""
-
-    count: int
-    size: int
-    oldest_age: float
-
-
-def waiting(ctx: Context) -> Waiting:
-    count, size, oldest = status.waiting_totals()
-    age = (ctx.clock() - oldest).total_seconds() if oldest else 0.0
-    return Waiting(count, size, age)
-
-
 def due_in(ctx: Context) -> float | None:
     """Seconds until the oldest waiting file reaches batch.max_age_seconds.
 
     0 when a batch is due now (old or full enough), None when nothing waits. The
     timer uses it to wake up on time instead of at its next round.
     """
-    wait = waiting(ctx)
-    if not wait.count:
-        return None
-    if wait.size >= ctx.settings.batch.max_size_gb * GB:
-        return 0.0
-    return max(0.0, ctx.settings.batch.max_age_seconds - wait.oldest_age)
+    now = ctx.clock()
+    due = status.next_batch_due(status.waiting_totals(), now, ctx.settings.batch)
+    return None if due is None else max(0.0, (due - now).total_seconds())
 
 
 def pick_files(limit_bytes: int) -> list[File]:
@@ -99,11 +80,12 @@ def auto_create(ctx: Context) -> list[Batch]:
     made: list[Batch] = []
     limit = ctx.settings.batch.max_size_gb * GB
     while True:
-        wait = waiting(ctx)
-        full = wait.size >= limit
-        old = wait.count and wait.oldest_age >= ctx.settings.batch.max_age_seconds
-        if not (full or old):
+        now = ctx.clock()
+        totals = status.waiting_totals()
+        due = status.next_batch_due(totals, now, ctx.settings.batch)
+        if due is None or due > now:
             return made
+        full = totals[1] >= limit
         batch = create_batch(ctx)
         if batch is None:
             return made

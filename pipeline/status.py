@@ -128,13 +128,25 @@ def waiting(now: datetime, batch: BatchSettings | None = None) -> dict[str, Any]
     if batch is None:
         return out
     out["max_bytes"] = int(batch.max_size_gb * GB)
-    if not count or not batch.auto_create or oldest is None:
-        return out
-    due = oldest + timedelta(seconds=batch.max_age_seconds)
-    if size >= out["max_bytes"]:
-        due = min(due, now)
-    out["next_batch_at"] = iso(due)
+    due = next_batch_due((count, size, oldest), now, batch)
+    if due is not None and batch.auto_create:
+        out["next_batch_at"] = iso(due)
     return out
+
+
+def next_batch_due(
+    totals: tuple[int, int, datetime | None], now: datetime, batch: BatchSettings
+) -> datetime | None:
+    """When the next batch is due, from `waiting_totals()`; None when nothing waits.
+
+    The oldest waiting file `max_age_seconds` old, or `now` once `max_size_gb`
+    waits. The dashboard shows it and the batch timer wakes for it.
+    """
+    count, size, oldest = totals
+    if not count or oldest is None:
+        return None
+    due = oldest + timedelta(seconds=batch.max_age_seconds)
+    return min(due, now) if size >= batch.max_size_gb * GB else due
 
 
 def _parse(value: Any) -> datetime:
