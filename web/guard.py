@@ -75,7 +75,7 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        csp = DBUI_CSP if _under(path, FORM_PREFIXES) else CSP
+        extra = _SECURITY[DBUI_CSP if _under(path, FORM_PREFIXES) else CSP]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -84,7 +84,7 @@ class GuardMiddleware:
                     for k, v in message.get("headers", [])
                     if k.lower() not in HEADER_NAMES
                 ]
-                headers += as_asgi(security_headers(csp))
+                headers += extra
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -120,6 +120,10 @@ class GuardMiddleware:
         if is_loopback(name):
             return True
         return name in {h.strip("[]").lower() for h in self.allowed_hosts()}
+
+
+# Built once: they go on every answer.
+_SECURITY = {csp: as_asgi(security_headers(csp)) for csp in (CSP, DBUI_CSP)}
 
 
 def _under(path: str, prefixes: tuple[str, ...]) -> bool:
