@@ -75,23 +75,24 @@ def _set_aside(
     (`heartbeat`) still restarts for each file, as a duplicate may be a large video
     copied to another disk.
     """
-    places = [
-        n
-        for n, d in enumerate(decisions)
+    duplicates = [
+        (n, _request(ctx, item, d))
+        for n, (item, d) in enumerate(zip(items, decisions, strict=True))
         if d is not None and d.status == FileStatus.DUPLICATE
     ]
-    if not places:
+    if not duplicates:
         return {}
-    requests = [_request(ctx, items[n], decisions[n]) for n in places]
+    places, requests = zip(*duplicates, strict=True)
     try:
-        results: list[_Moved] = list(ctx.mover.move_many(requests, on_each=heartbeat))
+        results: list[_Moved] = list(
+            ctx.mover.move_many(list(requests), on_each=heartbeat)
+        )
     except Exception as exc:  # noqa: BLE001 - the journal write failed: none moved
         results = [exc] * len(places)
     return dict(zip(places, results, strict=True))
 
 
-def _request(ctx: Context, item: Item, decision: Decision | None) -> MoveRequest:
-    assert decision is not None
+def _request(ctx: Context, item: Item, decision: Decision) -> MoveRequest:
     return MoveRequest(
         src=item.path,
         dst=ctx.roots.duplicates_dir / decision.rel_path,
