@@ -683,7 +683,7 @@ def hash_processes(args: argparse.Namespace) -> Any:
     return processes
 
 
-def report_processes(processes: Any, ingest: Any) -> None:
+def report_processes(processes: Any) -> None:
     cpu = processes.cpu_seconds() - processes.cpu_before
     peaks = ", ".join(f"{p:.0f}" for p in processes.peak_rss_mib())
     print(
@@ -764,7 +764,7 @@ def run(args: argparse.Namespace, root: Path) -> bool:
     finally:
         daemon.stop()
         if processes is not None:
-            report_processes(processes, ingest)
+            report_processes(processes)
     if profiler is not None:
         print_profile(profiler.stop(), args.cprofile)
     check = check_outcome(
