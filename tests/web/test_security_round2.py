@@ -72,3 +72,14 @@ def test_client_keys_group_loopback_ipv4_24_and_ipv6_64() -> None:
     assert client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff::9")
     assert client_key("2001:db8:1:2::1") != client_key("2001:db8:1:3::1")
     assert client_key("::ffff:10.0.0.1") == client_key("10.0.0.99")
+
+
+def test_a_short_dbui_password_is_refused_over_the_api(service: Any) -> None:
+    svc = service()
+    app = create_app(svc.app_state(), dbui=svc.settings.dbui)
+    with serve_app(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        answer = client.put("/api/config", json={"dbui": {"password": "a"}})
+        refused(answer, 400, "VALIDATION_ERROR")
+        assert "dbui.password: must be at least 16 characters" in answer.text
+        ok = client.put("/api/config", json={"dbui": {"password": "a" * 16}})
+        assert ok.status_code == 200, ok.text
