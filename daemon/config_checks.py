@@ -18,6 +18,7 @@ from typing import Any
 from pipeline.context import FOLDERS
 
 MIN_KEY_LENGTH = 32
+MIN_DBUI_PASSWORD_LENGTH = 16
 SQLITE_MAGIC = b"SQLite format 3\x00"
 MASK = "********"
 # Nothing of the daemon's belongs anywhere in these trees.
@@ -61,6 +62,7 @@ def problems(settings: Any) -> list[str]:
         *database_problems(settings.database.path),
         *reference_problems(settings),
         *auth_problems(settings),
+        *dbui_problems(settings),
     ]
 
 
@@ -192,6 +194,17 @@ def auth_problems(settings: Any) -> list[str]:
         return [
             f"auth.api_key: must be at least {MIN_KEY_LENGTH} characters "
             f"(got {len(auth.api_key)} characters)"
+        ]
+    return []
+
+
+def dbui_problems(settings: Any) -> list[str]:
+    """A /dbui password is guessed at like an API key: a short one is refused."""
+    password = settings.dbui.password
+    if password and len(password) < MIN_DBUI_PASSWORD_LENGTH:
+        return [
+            f"dbui.password: must be at least {MIN_DBUI_PASSWORD_LENGTH} characters "
+            f"(got {len(password)} characters)"
         ]
     return []
 

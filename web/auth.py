@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import time
 from collections import deque
 from collections.abc import Callable
@@ -39,8 +40,31 @@ def key_matches(presented: str, expected: str) -> bool:
     return bool(expected) and hmac.compare_digest(presented.encode(), expected.encode())
 
 
+def client_key(peer: str) -> str:
+    """The budget a TCP peer draws on: one for all of loopback, a /24, a /64.
+
+    Counting each address would give a local user 16 million budgets (127.0.0.0/8)
+    and anyone on an IPv6 network a /64 of them.
+    """
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return peer
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return "loopback"
+    prefix = 24 if address.version == 4 else 64
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def peer_key(scope: Scope) -> str:
+    """The limiter key of a request's TCP peer (see client_key)."""
+    return client_key((scope.get("client") or ("?", 0))[0])
+
+
 class FailureLimiter:
-    """Counts failed keys per client; past `limit` within `window` s the client waits."""
+    """Counts failed keys per client key; past `limit` within `window` s it waits."""
 
     def __init__(
         self,
@@ -88,7 +112,7 @@ class ApiKeyMiddleware:
             return
         # The TCP peer: uvicorn rewrites it from X-Forwarded-For only for the
         # configured server.trusted_proxies.
-        client = (scope.get("client") or ("?", 0))[0]
+        client = peer_key(scope)
         presented = presented_key(dict(scope["headers"]))
         # The right key is served even while its address is blocked: someone
         # guessing from the same address (a NAT, a proxy) cannot lock the owner out,

@@ -28,7 +28,7 @@ from a2wsgi import WSGIMiddleware
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from web.auth import FailureLimiter
+from web.auth import FailureLimiter, peer_key
 from web.errors import error
 
 MAX_LOGIN_BODY = 64 * 1024
@@ -112,7 +112,7 @@ class LoginGuard:
         if body is None:
             await error(413, "request body too large")(scope, receive, send)
             return
-        client = (scope.get("client") or ("?", 0))[0]
+        client = peer_key(scope)
         guess = _form_password(body)
         if hmac.compare_digest(guess.encode(), self.password):
             await self.app(scope, _replay(body), send)

@@ -189,3 +189,16 @@ def test_a_folder_over_an_adopted_reference_folder_is_refused(tmp_path: Path) ->
         assert found and found[0].startswith("paths.inbox: overlaps"), found
     result = check_config(path)
     assert result.returncode == 2 and "read-only reference" in result.stderr
+
+
+def test_a_short_dbui_password_is_refused_at_start(tmp_path: Path) -> None:
+    """issue 26.2: a /dbui password is guessed like a key; one character was taken."""
+    path = write(tmp_path, dbui={"enabled": True, "password": "p" * 15})
+    result = check_config(path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(
+        "dbui.password: must be at least 16 characters (got 15 characters)"
+    ), result.stderr
+    assert "p" * 15 not in result.stderr
+    write(tmp_path, dbui={"enabled": True, "password": "p" * 16})
+    assert cfg.load(path, environ={}).settings.dbui.password == "p" * 16

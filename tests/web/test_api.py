@@ -365,12 +365,12 @@ def test_answers_have_the_documented_shapes(api: Any) -> None:
 
 
 def test_dbui_is_read_only_behind_its_password(service: Any) -> None:
-    svc = service(dbui={"enabled": True, "password": "db-pass-123"})
+    svc = service(dbui={"enabled": True, "password": "db-pass-123-long-enough"})
     with serve(svc) as client:
         first = client.get("/dbui/", follow_redirects=False)
         assert first.status_code in (302, 303)
         login = client.post(
-            "/dbui/login/", data={"password": "db-pass-123"}, follow_redirects=True
+            "/dbui/login/", data={"password": "db-pass-123-long-enough"}, follow_redirects=True
         )
         assert login.status_code == 200 and "files" in login.text
 
