@@ -20,7 +20,53 @@ from web.openapi.parts import (
     response,
 )
 
+_NULL_STR = {"type": ["string", "null"]}
+
 OWNER_PATHS: dict[str, Any] = {
+    "/api/notify/test": {
+        "post": {
+            "summary": "Send a test notification to every notify.urls entry, now",
+            "description": "Answers per URL (its secrets masked) whether it was "
+            "delivered; recorded in the history as event `test`.",
+            "responses": {
+                "200": response(
+                    "one result per URL",
+                    obj(
+                        delivered=BOOL,
+                        results={
+                            "type": "array",
+                            "items": obj(target=STR, delivered=BOOL, error=_NULL_STR),
+                        },
+                    ),
+                ),
+                "409": error("no notify.urls configured"),
+                **COMMON,
+            },
+        }
+    },
+    "/api/notify/history": {
+        "get": {
+            "summary": "The last 100 notifications, newest first",
+            "responses": {
+                "200": response(
+                    "messages",
+                    obj(
+                        messages={
+                            "type": "array",
+                            "items": obj(
+                                at=STR,
+                                event=STR,
+                                title=STR,
+                                delivered=BOOL,
+                                error=_NULL_STR,
+                            ),
+                        }
+                    ),
+                ),
+                **COMMON,
+            },
+        }
+    },
     "/api/duplicates": {
         "get": {
             "summary": "Near-duplicate groups for review, each file in exactly one group",
