@@ -171,6 +171,10 @@ def test_test_route_and_history_answer_per_url(
         answer = reply.json()["data"]
         history = httpx.get(f"{base}/api/notify/history").json()["data"]["messages"]
         config = httpx.get(f"{base}/api/config").json()["data"]["config"]
+        panel = httpx.get(f"{base}/dashboard/fragments/notifications").text
+        page = httpx.get(f"{base}/dashboard/problems").text
+    assert 'id="notify-test"' in page and 'hx-post="/api/notify/test"' in page
+    assert "Media Pipeline test message" in panel and "no: " in panel
     delivered = [r["delivered"] for r in answer["results"]]
     assert delivered == [True, True, False] and answer["delivered"] is False
     assert answer["results"][2]["error"]
@@ -178,7 +182,7 @@ def test_test_route_and_history_answer_per_url(
     wait_until(lambda: box.messages)
     assert "Media Pipeline test message" in box.messages[0]
     assert history[0]["event"] == "test" and history[0]["delivered"] is False
-    for text in (json.dumps(answer), json.dumps(history), json.dumps(config)):
+    for text in (json.dumps(answer), json.dumps(history), json.dumps(config), panel):
         assert SECRET not in text
     assert config["notify"]["urls"] == "********"
     log = (Path(svc.settings.paths.log_dir)).glob("*")

@@ -154,6 +154,9 @@ OWNER_PATHS: dict[str, Any] = {
     "/dashboard/problems": html_page("files in ERROR (retry) and SKIPPED"),
     "/dashboard/files": html_page("search files by name, state and capture date"),
     "/dashboard/fragments/health": fragment("Component state pills"),
+    "/dashboard/fragments/notifications": fragment(
+        "The last notifications and whether each was delivered"
+    ),
     "/dashboard/fragments/status": fragment(
         "Counts by state, stage flow, waiting files"
     ),

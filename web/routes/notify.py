@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from pipeline.alerts import Alerts
 from web.errors import ApiError, ok
+from web.pages import render
 from web.routes.common import state, threaded
 
 
@@ -33,7 +34,20 @@ async def notify_history(request: Request) -> JSONResponse:
     return ok({"messages": _alerts(request).history()})
 
 
+async def notifications_fragment(request: Request) -> HTMLResponse:
+    app = state(request)
+    alerts = app.ctx.alerts
+    return render(
+        "fragments/notifications.html",
+        messages=alerts.history() if alerts is not None else [],
+        configured=bool(app.ctx.settings.notify.urls),
+    )
+
+
 routes = [
     Route("/api/notify/test", notify_test, methods=["POST"]),
     Route("/api/notify/history", notify_history, methods=["GET"]),
+    Route(
+        "/dashboard/fragments/notifications", notifications_fragment, methods=["GET"]
+    ),
 ]
