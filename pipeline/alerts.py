@@ -71,6 +71,10 @@ class Alerts:
         self._lock = threading.Lock()
         self._episode_since: float | None = None  # when the last error message went
         self._pending: list[tuple[int, str]] = []  # failures since then
+        self._syncing_since: dict[int, float] = {}  # batch id -> first seen SYNCING
+        self._told_batches: set[int] = set()
+        self._unreachable_since: float | None = None
+        self._told_unreachable = False
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -97,6 +101,52 @@ class Alerts:
         """Any other event (library_check, sync_stalled, disk_low, recovered)."""
         if self._wanted(event):
             self._enqueue(event, title, body)
+
+    def sync_seen(self, syncing: list[tuple[int, str]], reachable: bool) -> None:
+        """One Syncthing poll: batches still SYNCING, and whether Syncthing answered.
+
+        Hand-over times are this process's own (first poll that saw the batch
+        SYNCING): a restart starts the clock again, which errs on the quiet side.
+        """
+        limit = self._settings().sync_stalled_hours * 3600
+        now = self._now()
+        with self._lock:
+            current = {bid for bid, _ in syncing}
+            for gone in set(self._syncing_since) - current:
+                del self._syncing_since[gone]
+                self._told_batches.discard(gone)
+            late = []
+            for bid, name in syncing:
+                since = self._syncing_since.setdefault(bid, now)
+                if now - since >= limit and bid not in self._told_batches:
+                    self._told_batches.add(bid)
+                    late.append(name)
+            if reachable:
+                self._unreachable_since, self._told_unreachable = None, False
+            elif self._unreachable_since is None:
+                self._unreachable_since = now
+            unreachable = (
+                self._unreachable_since is not None
+                and now - self._unreachable_since >= limit
+                and not self._told_unreachable
+            )
+            self._told_unreachable = self._told_unreachable or unreachable
+        hours = self._settings().sync_stalled_hours
+        if late:
+            self.event(
+                "sync_stalled",
+                f"{len(late)} batches not synced for {hours:g} hours",
+                f"Syncthing has not delivered {', '.join(late)} {hours:g} hours after "
+                "the hand-over.\nWhat to do: check that the receiving devices are "
+                "online and connected (Sync on the dashboard, the Syncthing GUI).",
+            )
+        if unreachable:
+            self.event(
+                "sync_stalled",
+                f"Syncthing unreachable for {hours:g} hours",
+                f"Syncthing has not answered for {hours:g} hours.\nWhat to do: check "
+                "that it runs and that syncthing.url and its API key are right.",
+            )
 
     def tick(self) -> None:
         """Send the error digest when due; an episode ends after a quiet period."""

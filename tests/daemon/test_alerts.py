@@ -221,3 +221,43 @@ def test_unknown_event_is_refused_by_the_config(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         validate(base_config(tmp_path, notify={"events": ["eror"], "urls": []}))
     assert "notify.events" in str(err.value)
+
+
+def test_a_stalled_batch_and_a_silent_syncthing_are_told_once(
+    receiver: JsonReceiver,
+) -> None:
+    from daemon.alerting import apprise_delivery
+    from pipeline.alerts import Alerts
+    from pipeline.settings import NotifySettings
+
+    clock = [0.0]
+    settings = NotifySettings(urls=[receiver.url()], sync_stalled_hours=1)
+    alerts = Alerts(
+        apprise_delivery(lambda: settings.urls),
+        lambda: settings,
+        lambda: "",
+        monotonic=lambda: clock[0],
+    )
+    alerts.start()
+    try:
+        alerts.sync_seen([(1, "batch_000001")], reachable=False)
+        clock[0] = 3599
+        alerts.sync_seen([(1, "batch_000001"), (2, "batch_000002")], False)
+        clock[0] = 3600
+        for _ in range(2):  # the second poll tells nothing new
+            alerts.sync_seen([(1, "batch_000001"), (2, "batch_000002")], False)
+        wait_until(lambda: len(receiver.bodies) == 2)
+        titles = receiver.titles()
+        assert titles == [
+            "1 batches not synced for 1 hours",
+            "Syncthing unreachable for 1 hours",
+        ]
+        assert "batch_000001" in receiver.bodies[0]["message"]
+        assert "batch_000002" not in receiver.bodies[0]["message"]
+        clock[0] = 7200  # batch 2 is late now; Syncthing answered meanwhile
+        alerts.sync_seen([(2, "batch_000002")], True)
+        wait_until(lambda: len(receiver.bodies) == 3)
+        assert "batch_000002" in receiver.bodies[2]["message"]
+    finally:
+        alerts.stop()
+    assert [h["event"] for h in alerts.history()] == ["sync_stalled"] * 3
