@@ -29,7 +29,12 @@ SECRET_ENV = (
     ("syncthing", "api_key", "SYNCTHING_API_KEY"),
     ("auth", "api_key", "MEDIA_PIPELINE_API_KEY"),
 )
-SECRET_KEYS = (("syncthing", "api_key"), ("auth", "api_key"), ("dbui", "password"))
+SECRET_KEYS = (
+    ("syncthing", "api_key"),
+    ("auth", "api_key"),
+    ("dbui", "password"),
+    ("notify", "urls"),
+)
 
 
 class ConfigError(Exception):

@@ -72,7 +72,8 @@ class FileConfigPort:
         self, new: cfg.Settings, restart: list[str], keys: list[str]
     ) -> None:
         """Copy every changed key that applies at once into the running settings."""
-        for secret in (new.syncthing.api_key, new.auth.api_key, new.dbui.password):
+        secrets = (new.syncthing.api_key, new.auth.api_key, new.dbui.password)
+        for secret in (*secrets, *new.notify.urls):
             add_secret(secret)
         for key in keys:
             if key in restart:

@@ -20,6 +20,8 @@ from loguru import logger
 from pipeline import batch, cleanup, retry, sort, sync, verify
 from pipeline.context import Context
 from pipeline.jobs import Jobs
+from pipeline.models import Batch
+from pipeline.states import BatchStatus
 from pipeline.store import db_conn
 from pipeline.syncthing import SyncthingError
 
@@ -140,6 +142,7 @@ class Scheduler:
         # Published once the batches carry the reason, so /health never runs ahead
         # of their last_error.
         self.syncthing_state = state
+        self._tell_sync(state)
         if move or sync.rescans_due(self.ctx):
             # Moves and scans (minutes, or a hang) run on the job's own thread; a
             # sync job already running is left to finish, never doubled.
@@ -150,6 +153,15 @@ class Scheduler:
             )
         if self.ctx.settings.sort.auto:
             self.now("sort")
+
+    def _tell_sync(self, state: str) -> None:
+        """Feed the poll to the owner's notifications (a stalled batch, no answer)."""
+        if self.ctx.alerts is None:
+            return
+        rows = Batch.select(Batch.id, Batch.name).where(
+            Batch.status == BatchStatus.SYNCING
+        )
+        self.ctx.alerts.sync_seen([(b.id, b.name) for b in rows], state == "ok")
 
     def sort_tick(self) -> None:
         # A batch that became sortable while a sort ran would otherwise wait for the

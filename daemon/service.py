@@ -19,6 +19,7 @@ import httpx
 from loguru import logger
 
 from daemon import logs
+from daemon.alerting import apprise_delivery
 from daemon.config import LoadedConfig, ensure_folders
 from daemon.configport import FileConfigPort
 from daemon.httpserver import HttpServer, server_config
@@ -26,6 +27,7 @@ from daemon.notify import Notifier, WatchdogThread
 from daemon.scheduler import Scheduler
 from daemon.watcher import InboxWatcher
 from pipeline import __version__, adopt, fsops, stats, status
+from pipeline.alerts import Alerts
 from pipeline.batch import resume_building
 from pipeline.context import Context, Roots
 from pipeline.db import Writer, open_database
@@ -72,6 +74,9 @@ class Service:
         self.settings = loaded.settings
         self.syncthing_transport = syncthing_transport
         self.force_copy = force_copy
+        # Retry policy of undelivered notifications (tests shorten the back-off).
+        self.notify_retries = 4
+        self.notify_backoff_seconds = 5.0
         self.notifier = Notifier.from_env()
         self.ctx: Context | None = None
         self.runner: Runner[Context] | None = None
@@ -92,6 +97,9 @@ class Service:
         logs.setup(s.paths.log_dir, s.logging.level, s.logging.rotation_mb)
         for secret in (s.syncthing.api_key, s.auth.api_key, s.dbui.password):
             logs.add_secret(secret)
+        for url in s.notify.urls:
+            logs.add_secret(url)
+        alerts = self._alerts()
         steps.mark("logs")
         db = open_database(s.database.path, s.database.busy_timeout_ms)
         steps.mark("database")
@@ -114,8 +122,18 @@ class Service:
             fs_slots=slots,
             near_index=self._near_index(),
             syncthing=self._syncthing_client(),
+            alerts=alerts,
         )
         self.ctx = ctx
+        moves = sum(recovered.values())
+        if moves:
+            alerts.event(
+                "recovered",
+                "Recovered after an unclean stop",
+                f"The daemon stopped uncleanly and recovered {moves} moves on "
+                "start. Nothing was lost; nothing needs doing unless it recurs "
+                "(then look at the journal for the cause of the stops).",
+            )
         steps.mark("near_index_started")
         self.jobs = Jobs(writer)
         self.runner = Runner(ctx, intake_stages(ctx), record_error, s.system.queue_size)
@@ -141,6 +159,19 @@ class Service:
         # in the middle of a sort) whenever enough new objects have survived.
         gc.freeze()
         return ctx
+
+    def _alerts(self) -> Alerts:
+        """Owner notifications, delivered by Apprise on their own thread."""
+        s = self.settings
+        alerts = Alerts(
+            apprise_delivery(lambda: list(s.notify.urls)),
+            lambda: s.notify,
+            lambda: s.server.public_url,
+            retries=self.notify_retries,
+            backoff_seconds=self.notify_backoff_seconds,
+        )
+        alerts.start()
+        return alerts
 
     def _resume_adoption(self, ctx: Context) -> None:
         """An adoption a stop or crash interrupted goes on (recorded files are kept)."""
@@ -304,6 +335,8 @@ class Service:
             self._counter_check.join(timeout=max(0.1, deadline - time.monotonic() - 1))
         if self.ctx is not None and self.ctx.near_index is not None:
             self.ctx.near_index.join_loader(max(0.1, deadline - time.monotonic() - 1))
+        if self.ctx is not None and self.ctx.alerts is not None:
+            self.ctx.alerts.stop(timeout=max(0.1, deadline - time.monotonic() - 1))
         if self.ctx is not None:
             if self.ctx.syncthing is not None:
                 self.ctx.syncthing.close()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
+from pipeline.alerts import Alerts
 from pipeline.db import Writer
 from pipeline.fsops import Mover
 from pipeline.models import utcnow
@@ -73,3 +74,5 @@ class Context:
     near_index: NearIndex | None = None
     syncthing: SyncthingClient | None = None
     shared: Shared = field(default_factory=Shared)
+    # Owner notifications (daemon-wired); None in tests that do not need them.
+    alerts: Alerts | None = None

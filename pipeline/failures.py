@@ -134,9 +134,18 @@ def record_failure(
     recorded, due = ctx.writer.call(write)
     if not recorded:
         return
+    if ctx.alerts is not None:
+        ctx.alerts.file_failed(file_id, _name_of(file_id), f"{stage}: {message}")
     logger.bind(event=stage, file_id=file_id, status=FileStatus.ERROR).warning(
         "{} failed: {} ({})",
         stage,
         message,
         f"retried after {due:%H:%M:%S}" if due else "waits for a retry request",
     )
+
+
+def _name_of(file_id: int) -> str:
+    """The file's path inside the inbox, for the owner's message."""
+    row = db_conn().execute("SELECT rel_path FROM files WHERE id = ?", (file_id,))
+    found = row.fetchone()
+    return str(found[0]) if found else f"file {file_id}"

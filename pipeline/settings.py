@@ -41,6 +41,7 @@ class ServerSettings(Section):
     port: int = Field(8080, ge=0, le=65535)
     allowed_hosts: list[str] = Field(default_factory=list)
     trusted_proxies: list[str] = Field(default_factory=list)
+    public_url: str = ""
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -181,6 +182,33 @@ class DbuiSettings(Section):
         return self
 
 
+NOTIFY_EVENTS = ("error", "library_check", "sync_stalled", "disk_low", "recovered")
+
+
+class NotifySettings(Section):
+    urls: list[str] = Field(default_factory=list)
+    events: list[str] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
+    digest_minutes: float = Field(15, gt=0)
+    sync_stalled_hours: float = Field(24, gt=0)
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(NOTIFY_EVENTS))
+        if unknown:
+            raise ValueError(f"unknown event {unknown[0]!r}")
+        return value
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.match(r"^[a-z][a-z0-9+.-]*://\S+$", url):
+                # The URL itself is a secret: never echoed back.
+                raise ValueError("not an Apprise URL (scheme://...)")
+        return value
+
+
 class LoggingSettings(Section):
     level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     rotation_mb: float = Field(10, gt=0)
@@ -208,6 +236,7 @@ class Settings(Section):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     dbui: DbuiSettings = Field(default_factory=DbuiSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
 
 def all_keys(model: type[BaseModel] = Settings, prefix: str = "") -> list[str]:

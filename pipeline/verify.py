@@ -345,6 +345,8 @@ def verify_job(
         len(tally.moved),
         tally.restored,
     )
+    if listed and ctx.alerts is not None:
+        _tell_owner(ctx.alerts, listed, missing_now, corrupt_now)
     return {
         "message": (
             f"{tally.checked} files checked{' (SHA-256)' if hash_all else ''}: "
@@ -361,3 +363,19 @@ def verify_job(
         "moved": tally.moved[:LISTED],
         "findings": listed,
     }
+
+
+def _tell_owner(
+    alerts: Any, listed: list[dict[str, Any]], missing: int, corrupt: int
+) -> None:
+    """A `library_check` message: the counts and the first ten files."""
+    lines = "\n".join(f"- {f['path']}: {f['status']}" for f in listed[:10])
+    more = f"\n... and {len(listed) - 10} more" if len(listed) > 10 else ""
+    alerts.event(
+        "library_check",
+        f"Library check: {missing} missing, {corrupt} corrupt",
+        f"The library check found {missing} files MISSING and {corrupt} CORRUPT:\n"
+        f"{lines}{more}\nWhat to do: restore them from a Syncthing peer or a backup "
+        "(see Library on the dashboard); a file found intact again is cleared by the "
+        "next check.",
+    )

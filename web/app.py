@@ -22,6 +22,7 @@ from web.routes import (
     jobs,
     library,
     metrics,
+    notify,
     retry,
     review,
     sort,
@@ -47,6 +48,7 @@ def all_routes() -> list[BaseRoute]:
         *jobs.routes,
         *dashboard.routes,
         *metrics.routes,
+        *notify.routes,
         *openapi.routes,
     ]
 

@@ -451,3 +451,27 @@ def test_sync_routes_with_a_syncthing_that_answers(service: Any) -> None:
             "bytes_needed",
             "last_error",
         }
+
+
+def test_every_metric_of_the_alert_rules_is_served(api: Any) -> None:
+    import re
+
+    import yaml
+
+    from pipeline.models import Batch
+    from pipeline.states import BatchStatus
+
+    svc, client = api
+    svc.ctx.writer.call(lambda: Batch.create(name="b1", status=BatchStatus.SYNCING))
+    text = client.get("/metrics").text
+    assert 'media_pipeline_filesystem_free_bytes{folder="sorted_dir"}' in text
+    rules = yaml.safe_load((Path(__file__).parents[2] / "docs/alerts.yml").read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    names = {n for e in exprs for n in re.findall(r"media_pipeline_\w+", e)}
+    # The verify figures exist once a verify ran; the rest are served right away.
+    later = {"media_pipeline_library_problem_files"}
+    assert names > later
+    missing = sorted(n for n in names - later if f"\n{n}" not in text)
+    assert not missing, f"alerts.yml uses metrics /metrics lacks: {missing}"
+    source = (Path(__file__).parents[2] / "web/routes/metrics.py").read_text()
+    assert all(f'"{n}"' in source for n in later)

@@ -36,6 +36,7 @@ CONTENT_TYPES = {
 }
 PAGES = ("/dashboard", "/dashboard/review", "/dashboard/problems", "/dashboard/files")
 FRAGMENTS = (
+    "notifications",
     "health",
     "status",
     "activity",

@@ -20,7 +20,53 @@ from web.openapi.parts import (
     response,
 )
 
+_NULL_STR = {"type": ["string", "null"]}
+
 OWNER_PATHS: dict[str, Any] = {
+    "/api/notify/test": {
+        "post": {
+            "summary": "Send a test notification to every notify.urls entry, now",
+            "description": "Answers per URL (its secrets masked) whether it was "
+            "delivered; recorded in the history as event `test`.",
+            "responses": {
+                "200": response(
+                    "one result per URL",
+                    obj(
+                        delivered=BOOL,
+                        results={
+                            "type": "array",
+                            "items": obj(target=STR, delivered=BOOL, error=_NULL_STR),
+                        },
+                    ),
+                ),
+                "409": error("no notify.urls configured"),
+                **COMMON,
+            },
+        }
+    },
+    "/api/notify/history": {
+        "get": {
+            "summary": "The last 100 notifications, newest first",
+            "responses": {
+                "200": response(
+                    "messages",
+                    obj(
+                        messages={
+                            "type": "array",
+                            "items": obj(
+                                at=STR,
+                                event=STR,
+                                title=STR,
+                                delivered=BOOL,
+                                error=_NULL_STR,
+                            ),
+                        }
+                    ),
+                ),
+                **COMMON,
+            },
+        }
+    },
     "/api/duplicates": {
         "get": {
             "summary": "Near-duplicate groups for review, each file in exactly one group",
@@ -108,6 +154,9 @@ OWNER_PATHS: dict[str, Any] = {
     "/dashboard/problems": html_page("files in ERROR (retry) and SKIPPED"),
     "/dashboard/files": html_page("search files by name, state and capture date"),
     "/dashboard/fragments/health": fragment("Component state pills"),
+    "/dashboard/fragments/notifications": fragment(
+        "The last notifications and whether each was delivered"
+    ),
     "/dashboard/fragments/status": fragment(
         "Counts by state, stage flow, waiting files"
     ),

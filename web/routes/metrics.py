@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from peewee import fn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
@@ -15,6 +17,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from pipeline import stats, status, verify
+from pipeline.context import FOLDERS
+from pipeline.models import Batch
+from pipeline.states import BatchStatus
 from web.routes.common import state, threaded
 from web.state import AppState
 
@@ -84,6 +89,8 @@ class PipelineCollector(Collector):
             "media_pipeline_waiting_bytes", "Bytes waiting for a batch", wait["bytes"]
         )
         yield from _verify_metrics()
+        yield from _disk_metrics(self.app)
+        yield from _sync_age()
         up = GaugeMetricFamily(
             "media_pipeline_component_up",
             "1 when a component is healthy",
@@ -138,6 +145,42 @@ def _verify_metrics() -> Iterator[Any]:
         "media_pipeline_library_problem_files",
         "Library files MISSING or CORRUPT now (listed by the last verify)",
         last["missing_now"] + last["corrupt_now"],
+    )
+
+
+def _disk_metrics(app: AppState) -> Iterator[Any]:
+    """Free bytes on each configured folder's filesystem (for a disk-low alert)."""
+    family = GaugeMetricFamily(
+        "media_pipeline_filesystem_free_bytes",
+        "Bytes free to this user on the filesystem of each configured folder",
+        labels=["folder"],
+    )
+    roots = app.ctx.roots
+    for name in FOLDERS:
+        try:
+            free = shutil.disk_usage(getattr(roots, name)).free
+        except OSError:  # a folder gone (unmounted) has no figure, not a made-up one
+            continue
+        family.add_metric([name], float(free))
+    yield family
+
+
+def _sync_age() -> Iterator[Any]:
+    """When the oldest batch still SYNCING was created (absent when none is)."""
+    oldest = (
+        Batch.select(fn.MIN(Batch.created_at))
+        .where(Batch.status == BatchStatus.SYNCING)
+        .scalar()
+    )
+    if oldest is None:
+        return
+    when = oldest if isinstance(oldest, datetime) else datetime.fromisoformat(oldest)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    yield _gauge(
+        "media_pipeline_oldest_syncing_batch_created_timestamp_seconds",
+        "When the oldest batch Syncthing has not delivered yet was created (Unix time)",
+        when.timestamp(),
     )
 
 
