@@ -370,7 +370,9 @@ def test_dbui_is_read_only_behind_its_password(service: Any) -> None:
         first = client.get("/dbui/", follow_redirects=False)
         assert first.status_code in (302, 303)
         login = client.post(
-            "/dbui/login/", data={"password": "db-pass-123-long-enough"}, follow_redirects=True
+            "/dbui/login/",
+            data={"password": "db-pass-123-long-enough"},
+            follow_redirects=True,
         )
         assert login.status_code == 200 and "files" in login.text
 
