@@ -19,7 +19,6 @@ from pipeline.context import FOLDERS
 
 MIN_KEY_LENGTH = 32
 MIN_DBUI_PASSWORD_LENGTH = 16
-SQLITE_MAGIC = b"SQLite format 3\x00"
 MASK = "********"
 # Nothing of the daemon's belongs anywhere in these trees.
 SYSTEM_TREES = tuple(
@@ -106,23 +105,32 @@ def folder_problems(settings: Any) -> list[str]:
 
 
 def database_problems(path: Path) -> list[str]:
-    """A database path that exists must be an SQLite database (or an empty file)."""
+    """A database path that exists must be an SQLite database (or an empty file).
+
+    Read through SQLite only: closing any plain descriptor of the running database
+    would drop every POSIX lock this process holds on it, SQLite's included.
+    """
     path = Path(path)
     shown = str(path)
+    if path.is_dir():
+        return [f"database.path: is a folder, not a database file (got {shown!r})"]
+    if not path.exists():
+        return []
     try:
-        if path.is_dir():
-            return [f"database.path: is a folder, not a database file (got {shown!r})"]
-        if not path.exists():
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            conn.execute("PRAGMA schema_version").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            return [
+                "database.path: is an existing file that is not an SQLite database; "
+                f"refusing to use or overwrite it (got {shown!r})"
+            ]
+        if "locked" in str(exc):
             return []
-        with open(path, "rb") as handle:
-            head = handle.read(len(SQLITE_MAGIC))
-    except OSError as exc:
-        return [f"database.path: cannot read: {exc.strerror} (got {shown!r})"]
-    if head and head != SQLITE_MAGIC:
-        return [
-            "database.path: is an existing file that is not an SQLite database; "
-            f"refusing to use or overwrite it (got {shown!r})"
-        ]
+        return [f"database.path: cannot read: {exc} (got {shown!r})"]
     return []
 
 
