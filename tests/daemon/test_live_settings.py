@@ -56,6 +56,10 @@ LIVE_CHECKS = {
     "retry.backoff_seconds": "test_retry_keys",
     "auth.enabled": "test_auth_keys",
     "auth.api_key": "test_auth_keys",
+    "notify.urls": "test_notify_keys_apply_live",
+    "notify.events": "test_notify_keys_apply_live",
+    "notify.digest_minutes": "test_notify_keys_apply_live",
+    "notify.sync_stalled_hours": "test_notify_keys_apply_live",
 }
 
 
@@ -332,3 +336,38 @@ def test_library_verify_keys(service: Any) -> None:
         lambda: Job.get_or_none(Job.kind == "verify", Job.status == JobStatus.DONE)
     )
     assert json.loads(job.params)["rate_mb_per_s"] == 7
+
+
+def test_notify_keys_apply_live(service: Any, monkeypatch: Any) -> None:
+    from tests.daemon.test_alerts import JsonReceiver, _fail_hash
+
+    receiver = JsonReceiver()
+    try:
+        svc = service()
+        assert (
+            put(
+                svc,
+                {
+                    "notify": {
+                        "urls": [receiver.url()],
+                        "events": ["error"],
+                        "digest_minutes": 0.01,
+                        "sync_stalled_hours": 0.5,
+                    }
+                },
+            )
+            == []
+        )
+        alerts = svc.ctx.alerts
+        assert alerts._settings().sync_stalled_hours == 0.5
+        _fail_hash(monkeypatch)
+        waiting = svc.ctx.roots.inbox / "live.bin"
+        waiting.write_bytes(b"live" * 100)
+        svc.submit(waiting)
+        wait_until(lambda: receiver.titles() == ["A file failed"])
+        alerts.event("recovered", "not chosen", "events is error only")
+        alerts.event("error", "chosen", "still told")
+        wait_until(lambda: "chosen" in receiver.titles())
+        assert "not chosen" not in receiver.titles()
+    finally:
+        receiver.close()
